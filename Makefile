@@ -1,0 +1,71 @@
+# retention-planner: the daily contact plan on the embedded default (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BQ_VENV := .venv-bq
+BIN := $(VENV)/bin
+DS ?= $(shell date -u +%F)
+START ?= $(DS)
+END ?= $(DS)
+
+export RETENTION_ARTIFACT_ROOT ?= $(CURDIR)/artifacts
+export AIRFLOW_HOME ?= $(RETENTION_ARTIFACT_ROOT)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: setup demo plan test bench airflow bq-up bq-down clean
+
+setup: $(VENV)/.installed $(BQ_VENV)/.installed
+
+# torch first, pinned to the CPU wheel on disk: any other spec pulls GBs of CUDA.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The emulator lives in its own venv: its fastapi pin conflicts with Airflow's.
+$(BQ_VENV)/.installed:
+	test -x $(BQ_VENV)/bin/python || $(PYTHON) -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/pip install -q bqemulator==1.4.0 duckdb==1.5.6 numpy==2.4.6
+	touch $@
+
+$(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
+	touch $@
+
+bq-up: setup
+	$(BIN)/retention bq up
+
+bq-down:
+	$(BIN)/retention bq down
+
+demo: setup bq-up $(AIRFLOW_HOME)/.migrated
+	$(BIN)/retention seed --ds $(DS)
+	$(BIN)/retention train --missing --profile quick
+	$(BIN)/airflow dags test retention_daily $(DS) > $(RETENTION_ARTIFACT_ROOT)/dags_test_$(DS).log 2>&1 \
+	  || (tail -40 $(RETENTION_ARTIFACT_ROOT)/dags_test_$(DS).log; exit 1)
+	$(BIN)/retention summary --ds $(DS)
+
+plan: setup bq-up $(AIRFLOW_HOME)/.migrated
+	$(BIN)/airflow dags test retention_daily $(DS) > $(RETENTION_ARTIFACT_ROOT)/dags_test_$(DS).log 2>&1 \
+	  || (tail -40 $(RETENTION_ARTIFACT_ROOT)/dags_test_$(DS).log; exit 1)
+	$(BIN)/retention summary --ds $(DS)
+
+test: setup
+	$(BIN)/python -m pytest tests -q -ra
+
+bench: setup bq-up
+	$(BIN)/python -m bench
+
+airflow: setup bq-up $(AIRFLOW_HOME)/.migrated
+	$(BIN)/airflow standalone
+
+clean:
+	-$(BIN)/retention bq down
+	rm -rf $(RETENTION_ARTIFACT_ROOT)

@@ -1,0 +1,185 @@
+"""BigQuery I/O through the official client: the same code for the embedded emulator and for BigQuery."""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import logging
+import uuid
+from typing import Any, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from retention.config import REPO_ROOT, Config
+
+log = logging.getLogger(__name__)
+
+SCHEMA_DIR = REPO_ROOT / "sql" / "schema"
+CONTRACT_TABLES = ("customers", "contact_history", "suppression", "contact_plan", "plan_runs", "rejects")
+
+
+def client(cfg: Config) -> bigquery.Client:
+    """A client for the configured endpoint: anonymous on the emulator, default credentials on BigQuery."""
+    if cfg.bq_endpoint:
+        return bigquery.Client(project=cfg.project, credentials=AnonymousCredentials(),
+                               client_options=ClientOptions(api_endpoint=cfg.bq_endpoint))
+    return bigquery.Client(project=cfg.project, location=cfg.location)
+
+
+def storage_client(cfg: Config):
+    """A BigQuery Storage Read client (Arrow reads); bound to the emulator's gRPC port locally."""
+    from google.cloud import bigquery_storage_v1
+    from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+
+    if not cfg.bq_endpoint:
+        return bigquery_storage_v1.BigQueryReadClient()
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{cfg.bq_grpc_port}")
+    return bigquery_storage_v1.BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
+
+
+# --- schemas -----------------------------------------------------------------
+
+def contract(table: str) -> dict[str, Any]:
+    """The checked-in schema of a contract table: fields, partition column, clustering."""
+    return json.loads((SCHEMA_DIR / f"{table}.json").read_text())
+
+
+def schema(table: str) -> list[bigquery.SchemaField]:
+    return [bigquery.SchemaField(f["name"], f["type"], mode=f["mode"], description=f.get("description"))
+            for f in contract(table)["fields"]]
+
+
+def columns(table: str) -> list[str]:
+    return [f["name"] for f in contract(table)["fields"]]
+
+
+def table_spec(cfg: Config, table: str, staging: bool = False, name: str | None = None) -> bigquery.Table:
+    """A Table object with the contract's schema, partitioning and clustering."""
+    spec = contract(table)
+    t = bigquery.Table(cfg.table(name or table, staging), schema=schema(table))
+    if spec["partition_by"]:
+        t.time_partitioning = bigquery.TimePartitioning(field=spec["partition_by"])
+    if spec["cluster_by"]:
+        t.clustering_fields = spec["cluster_by"]
+    return t
+
+
+def ensure_tables(bq: bigquery.Client, cfg: Config) -> None:
+    """Create both datasets and every contract table when missing (idempotent)."""
+    for ds in (cfg.dataset, cfg.staging_dataset):
+        dataset = bigquery.Dataset(f"{cfg.project}.{ds}")
+        dataset.location = cfg.location
+        bq.create_dataset(dataset, exists_ok=True)
+    for table in CONTRACT_TABLES:
+        bq.create_table(table_spec(cfg, table), exists_ok=True)
+
+
+# --- reads -------------------------------------------------------------------
+
+def query_params(params: dict[str, Any]) -> list[bigquery.ScalarQueryParameter]:
+    """Typed scalar parameters: every value reaches SQL as a parameter, never as text."""
+    kinds = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime.date: "DATE"}
+    return [bigquery.ScalarQueryParameter(name, kinds[type(value)], value) for name, value in params.items()]
+
+
+def query(bq: bigquery.Client, cfg: Config, sql: str, **params: Any) -> pd.DataFrame:
+    """Run one statement with query parameters and return its rows as a DataFrame (Arrow when it can)."""
+    job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)))
+    rows = job.result()
+    return rows.to_dataframe(create_bqstorage_client=False)
+
+
+def execute(bq: bigquery.Client, sql: str, **params: Any) -> int:
+    """Run one DML/DDL statement; returns the affected row count when there is one."""
+    job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)))
+    job.result()
+    return job.num_dml_affected_rows or 0
+
+
+def sql_text(name: str, cfg: Config) -> str:
+    """A statement from sql/<name>.sql with `{project}`, `{dataset}` and `{staging}` filled in."""
+    text = (REPO_ROOT / "sql" / f"{name}.sql").read_text()
+    return text.format(project=cfg.project, dataset=cfg.dataset, staging=cfg.staging_dataset)
+
+
+# --- writes ------------------------------------------------------------------
+
+def to_arrow(df: pd.DataFrame, table: str) -> pa.Table:
+    """A frame as Arrow with the contract's column order and types; a null in a REQUIRED column is an error."""
+    fields = contract(table)["fields"]
+    for f in fields:
+        if f["mode"] == "REQUIRED" and (f["name"] not in df or df[f["name"]].isna().any()):
+            rows = [] if f["name"] not in df else df.index[df[f["name"]].isna()].tolist()[:5]
+            ids = df.loc[rows, "customer_id"].tolist() if "customer_id" in df and rows else []
+            raise ValueError(f"{table}.{f['name']} is REQUIRED but missing or null in rows {rows} "
+                             f"(customer_id {ids})")
+    arrays = [_arrow_column(df[f["name"]] if f["name"] in df else pd.Series([None] * len(df)), f) for f in fields]
+    return pa.table(arrays, names=[f["name"] for f in fields])
+
+
+_ARROW = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(), "BOOL": pa.bool_(),
+          "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us", tz="UTC")}
+
+
+def _arrow_column(values: pd.Series, field: dict[str, Any]) -> pa.Array:
+    kind = _ARROW[field["type"]]
+    if field["mode"] == "REPEATED":
+        return pa.array([list(v) if v is not None else [] for v in values], type=pa.list_(kind))
+    if field["type"] == "DATE":
+        values = pd.to_datetime(values).dt.date
+    return pa.array(values.astype(object).where(values.notna(), None), type=kind)
+
+
+def load(bq: bigquery.Client, df: pd.DataFrame, table: str, table_id: str, truncate: bool = True) -> None:
+    """Load a frame into `table_id` with the contract schema of `table` (one load job: all or nothing).
+
+    The Parquet bytes go through a resumable upload (size unknown to the client): the emulator
+    rejects small multipart uploads, BigQuery takes either.
+    """
+    buf = io.BytesIO()
+    pq.write_table(to_arrow(df, table), buf)
+    buf.seek(0)
+    write = bigquery.WriteDisposition.WRITE_TRUNCATE if truncate else bigquery.WriteDisposition.WRITE_APPEND
+    config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET, schema=schema(table),
+                                    write_disposition=write)
+    bq.load_table_from_file(buf, table_id, job_config=config).result()
+
+
+def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame, table: str,
+                      key: str, value: Any, extra_key: dict[str, Any] | None = None) -> None:
+    """Atomically make the rows of `table` where `key = value` exactly `df`.
+
+    Load to a staging table unique to this call, then one MERGE: insert every staged row and
+    delete every old row of the partition in the same statement, so readers see the old
+    partition or the new one, never a mix. `extra_key` narrows the replaced slice (e.g. run_id).
+    """
+    staging_name = f"{table}_{str(value).replace('-', '')}_{uuid.uuid4().hex[:8]}"
+    staging_id = cfg.table(staging_name, staging=True)
+    bq.create_table(table_spec(cfg, table, staging=True, name=staging_name))
+    try:
+        load(bq, df, table, staging_id)
+        execute(bq, _merge_sql(cfg, table, staging_id, key, list(extra_key or {})), value=value, **(extra_key or {}))
+    finally:
+        bq.delete_table(staging_id, not_found_ok=True)
+
+
+def _merge_sql(cfg: Config, table: str, staging_id: str, key: str, extra: Iterable[str]) -> str:
+    cols = columns(table)
+    slice_ = " AND ".join([f"T.{key} = @value"] + [f"T.{k} = @{k}" for k in extra])
+    return (
+        f"MERGE `{cfg.table(table)}` T USING (SELECT * FROM `{staging_id}`) S ON FALSE "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join('S.' + c for c in cols)}) "
+        f"WHEN NOT MATCHED BY SOURCE AND {slice_} THEN DELETE"
+    )
+
+
+def count(bq: bigquery.Client, cfg: Config, table: str, where: str = "TRUE", **params: Any) -> int:
+    """COUNT(*) (table.num_rows is stale after DML on the emulator)."""
+    return int(query(bq, cfg, f"SELECT COUNT(*) AS n FROM `{cfg.table(table)}` WHERE {where}", **params)["n"][0])

@@ -1,0 +1,185 @@
+"""`retention`: the project's command line (embedded BigQuery, seeding, training, the plan, queries)."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+import uuid
+
+import pandas as pd
+
+from retention.config import Config, load_config
+
+log = logging.getLogger("retention")
+
+EXAMPLE_QUERY = """\
+SELECT offer_pct, COUNT(*) AS contacts, ROUND(SUM(offer_cost), 2) AS committed,
+       ROUND(AVG(churn_risk), 3) AS mean_risk, ROUND(SUM(expected_value), 2) AS expected_value
+FROM `{table}`
+WHERE plan_date = @ds AND contact
+GROUP BY offer_pct
+ORDER BY offer_pct"""
+
+
+def _day(text: str) -> str:
+    """An ISO date argument, checked."""
+    return dt.date.fromisoformat(text).isoformat()
+
+
+def cmd_bq(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import bq, emulator
+
+    emu = emulator.for_config(cfg)
+    if args.action == "up":
+        print(emulator.up(emu, cfg.project))
+        bq.ensure_tables(bq.client(cfg), cfg)
+    elif args.action == "down":
+        print(emulator.down(emu))
+    else:
+        print(emulator.status(emu))
+
+
+def cmd_seed(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import bq, seed
+    from retention.telco import read_telco
+
+    day = dt.date.fromisoformat(args.ds)
+    telco = read_telco(cfg.data_dir)
+    if args.synthetic:
+        customers = seed.synthetic_customers(args.synthetic, day, args.seed, telco)
+    else:
+        customers = seed.customers_from_telco(telco, day)
+    history = seed.history_for(customers, day, args.seed)
+    suppression = seed.suppression_for(customers, day, args.seed)
+    client = bq.client(cfg)
+    bq.ensure_tables(client, cfg)
+    bq.replace_partition(client, cfg, customers, "customers", "snapshot_date", day)
+    bq.execute(client, f"DELETE FROM `{cfg.table('contact_history')}` WHERE contact_date < @ds", ds=day)
+    bq.load(client, history, "contact_history", cfg.table("contact_history"), truncate=False)
+    bq.load(client, suppression, "suppression", cfg.table("suppression"))
+    print(f"seeded {args.ds}: {len(customers):,} customers, {len(history):,} history rows, "
+          f"{len(suppression):,} suppressions in {cfg.project}.{cfg.dataset}")
+
+
+def cmd_train(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import jobs
+
+    names = ["risk", "accept"] if args.model == "all" else [args.model]
+    for name in names:
+        if args.missing and (cfg.model_dir(name) / "metrics.json").exists():
+            print(f"{name}: champion present at {cfg.model_dir(name)}, not retrained")
+            continue
+        extra = ["--profile", args.profile] + (["--no-promote"] if args.no_promote else [])
+        jobs.run_local(f"train_{name}", jobs.common_args(cfg) + extra)
+
+
+def cmd_plan(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import daily
+
+    run_id = args.run_id or f"cli__{args.ds}__{uuid.uuid4().hex[:8]}"
+    summary = daily.run_all(cfg, args.ds, run_id)
+    print(json.dumps(summary["publish"], indent=1, default=str))
+
+
+def cmd_query(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import bq
+
+    sql = args.sql or EXAMPLE_QUERY.format(table=cfg.table("contact_plan"))
+    params = {"ds": dt.date.fromisoformat(args.ds)} if "@ds" in sql else {}
+    if not args.sql:
+        print(sql)
+    print(_table(bq.query(bq.client(cfg), cfg, sql, **params)))
+
+
+def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import bq
+
+    client = bq.client(cfg)
+    runs = bq.query(client, cfg, f"SELECT * FROM `{cfg.table('plan_runs')}` WHERE plan_date = @ds "
+                                 "ORDER BY finished_at DESC LIMIT 1", ds=dt.date.fromisoformat(args.ds))
+    if runs.empty:
+        sys.exit(f"no run recorded in plan_runs for {args.ds}")
+    run = runs.iloc[0]
+    print(f"\nRun {run['run_id']} for {args.ds}")
+    for key in ("customers", "rejected", "contacted", "holdout", "budget", "spend",
+                "expected_net_revenue", "violations", "report_uri"):
+        print(f"  {key:<22}{run[key]}")
+    print(f"  {'stage_seconds':<22}{run['stage_seconds']}")
+    print(f"  {'model_versions':<22}{run['model_versions']}")
+    print("\nExample query (bq query --use_legacy_sql=false, or `retention query`):")
+    cmd_query(cfg, argparse.Namespace(sql=None, ds=args.ds))
+
+
+def cmd_report(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import bq
+
+    client = bq.client(cfg)
+    day = dt.date.fromisoformat(args.ds)
+    rejects = bq.query(client, cfg, f"SELECT table_name, field, reason, COUNT(*) AS n FROM `{cfg.table('rejects')}` "
+                                    "WHERE plan_date = @ds GROUP BY 1, 2, 3 ORDER BY n DESC", ds=day)
+    runs = bq.query(client, cfg, f"SELECT run_id, rejected, report_uri FROM `{cfg.table('plan_runs')}` "
+                                 "WHERE plan_date = @ds ORDER BY finished_at DESC LIMIT 1", ds=day)
+    print(f"Data quality for {args.ds}")
+    print(_table(rejects) if not rejects.empty else "  no rejected rows")
+    if not runs.empty:
+        print(f"report: {runs['report_uri'][0]}")
+
+
+def _table(df: pd.DataFrame) -> str:
+    return df.to_string(index=False) if not df.empty else "(no rows)"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="retention", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("bq", help="start, stop or inspect the embedded BigQuery emulator")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.set_defaults(func=cmd_bq)
+
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    s = sub.add_parser("seed", help="load a customers snapshot (IBM Telco or synthetic) with history and suppressions")
+    s.add_argument("--ds", type=_day, default=today, help="snapshot date (default: today, UTC)")
+    s.add_argument("--synthetic", type=int, default=0, metavar="N", help="N synthetic customers instead of Telco's")
+    s.add_argument("--seed", type=int, default=42, help="random seed (combined with ds)")
+    s.set_defaults(func=cmd_seed)
+
+    s = sub.add_parser("train", help="train a tabular model as a local job; promotes it when its gate passes")
+    s.add_argument("model", nargs="?", default="all", choices=["risk", "accept", "all"])
+    s.add_argument("--profile", default="quick", choices=["quick", "full"])
+    s.add_argument("--missing", action="store_true", help="only models without a champion")
+    s.add_argument("--no-promote", action="store_true", help="evaluate the gate but never promote")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("plan", help="run the daily plan for one day in this process (Airflow runs the same stages)")
+    s.add_argument("--ds", type=_day, required=True)
+    s.add_argument("--run-id", default="", help="run id (default: cli__<ds>__<random>)")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("query", help="run SQL against the configured BigQuery (default: an example over the plan)")
+    s.add_argument("sql", nargs="?", help="standard SQL; @ds is bound to --ds")
+    s.add_argument("--ds", type=_day, default=today)
+    s.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("summary", help="the latest run of a day and an example query over its plan")
+    s.add_argument("--ds", type=_day, default=today)
+    s.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser("report", help="the day's data-quality summary and the path of its HTML report")
+    s.add_argument("--ds", type=_day, default=today)
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.func(load_config(), args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The one configuration object, built in one place from environment variables and DAG params."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""Checkout (or Composer bucket) root holding sql/ and expectations/."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a task or job needs to know, typed and frozen."""
+
+    project: str = "local"
+    """GCP project id (`local` for the embedded BigQuery)."""
+    location: str = "US"
+    """BigQuery / Vertex AI location."""
+    dataset: str = "retention"
+    """Dataset of the data contract; staging uses `<dataset>_staging`."""
+    artifact_root: str = "./artifacts"
+    """Models, run staging, reports, plots, emulator data (`gs://...` in production)."""
+    bq_endpoint: str = "http://127.0.0.1:9050"
+    """BigQuery REST endpoint; empty means real BigQuery with application default credentials."""
+    bq_grpc_port: int = 9060
+    """The embedded emulator's Storage Read/Write gRPC port (local only)."""
+    daily_budget: float = 5000.0
+    """Currency units the day's offers may commit at worst."""
+    offer_pcts: tuple[float, ...] = (0.0, 0.05, 0.10, 0.15)
+    """Discount of offer levels 0..3 as fractions."""
+    channel_cost: float = 0.0
+    """Per-contact channel cost, charged to the budget with the offer."""
+    fatigue_cap: int = 3
+    """Most contacts per customer inside the fatigue window (today's included)."""
+    fatigue_window_days: int = 30
+    """Length of the fatigue window in days."""
+    cooldown_days: int = 7
+    """No contact within this many days of the last one."""
+    quiet_start_hour: int = 22
+    """Local hour when quiet hours begin."""
+    quiet_end_hour: int = 8
+    """Local hour when quiet hours end."""
+    holdout_share: float = 0.10
+    """Share of customers never contacted, by a stable hash of customer_id."""
+    max_reject_share: float = 0.05
+    """The run fails when more than this share of input rows is rejected."""
+    generator: str = "template"
+    """Message backend: template | transformers | vllm."""
+    risk_model_uri: str = ""
+    """Risk model directory; empty means `<artifact_root>/models/risk/champion`."""
+    accept_model_uri: str = ""
+    """Accept model directory; empty means `<artifact_root>/models/accept/champion`."""
+    policy_model_uri: str = ""
+    """Decision policy directory; empty means the greedy expected-value rule."""
+    message_model_uri: str = ""
+    """Message model (RLHF champion) directory; empty means `<artifact_root>/models/ppo_text/champion`."""
+    data_dir: str = str(REPO_ROOT.parent / "shared" / "data")
+    """Folder holding the public data sets (IBM Telco, UCI Bank Marketing, preference data)."""
+
+    @property
+    def staging_dataset(self) -> str:
+        return f"{self.dataset}_staging"
+
+    @property
+    def is_local_bq(self) -> bool:
+        return bool(self.bq_endpoint)
+
+    @property
+    def artifacts(self) -> Path:
+        """The artifact root as a local path (file:// stripped)."""
+        root = self.artifact_root.removeprefix("file://")
+        return Path(root).resolve()
+
+    def model_dir(self, name: str) -> Path:
+        """Champion directory of model `name` unless a URI overrides it."""
+        uri = {"risk": self.risk_model_uri, "accept": self.accept_model_uri,
+               "policy": self.policy_model_uri, "ppo_text": self.message_model_uri}.get(name, "")
+        return Path(uri) if uri else self.artifacts / "models" / name / "champion"
+
+    def run_dir(self, ds: str, run_id: str) -> Path:
+        """Where the stages of one run of one day stage their Parquet files."""
+        return self.artifacts / "runs" / ds / _safe(run_id)
+
+    def table(self, name: str, staging: bool = False) -> str:
+        """Fully qualified table id."""
+        return f"{self.project}.{self.staging_dataset if staging else self.dataset}.{name}"
+
+
+ENV = {
+    "RETENTION_PROJECT": "project",
+    "RETENTION_LOCATION": "location",
+    "RETENTION_DATASET": "dataset",
+    "RETENTION_ARTIFACT_ROOT": "artifact_root",
+    "RETENTION_BQ_ENDPOINT": "bq_endpoint",
+    "RETENTION_BQ_GRPC_PORT": "bq_grpc_port",
+    "RETENTION_DAILY_BUDGET": "daily_budget",
+    "RETENTION_OFFER_PCTS": "offer_pcts",
+    "RETENTION_CHANNEL_COST": "channel_cost",
+    "RETENTION_FATIGUE_CAP": "fatigue_cap",
+    "RETENTION_FATIGUE_WINDOW_DAYS": "fatigue_window_days",
+    "RETENTION_COOLDOWN_DAYS": "cooldown_days",
+    "RETENTION_QUIET_START_HOUR": "quiet_start_hour",
+    "RETENTION_QUIET_END_HOUR": "quiet_end_hour",
+    "RETENTION_HOLDOUT_SHARE": "holdout_share",
+    "RETENTION_MAX_REJECT_SHARE": "max_reject_share",
+    "RETENTION_GENERATOR": "generator",
+    "RETENTION_RISK_MODEL_URI": "risk_model_uri",
+    "RETENTION_ACCEPT_MODEL_URI": "accept_model_uri",
+    "RETENTION_POLICY_MODEL_URI": "policy_model_uri",
+    "RETENTION_MESSAGE_MODEL_URI": "message_model_uri",
+    "RETENTION_DATA_DIR": "data_dir",
+}
+"""Environment variable -> Config field."""
+
+GENERATORS = ("template", "transformers", "vllm")
+
+
+def load_config(params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build the Config: defaults, then environment variables, then DAG params (field names)."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {f: env[k] for k, f in ENV.items() if k in env}
+    raw.update({k: v for k, v in (params or {}).items() if k in _FIELDS and v is not None})
+    cfg = Config(**{k: _typed(k, v) for k, v in raw.items()})
+    _check(cfg)
+    return cfg
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _typed(name: str, value: Any) -> Any:
+    """Convert a string (or param value) to the field's type, naming the field on failure."""
+    kind = type(getattr(Config, name))
+    try:
+        if kind is tuple:
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(float(x) for x in items)
+        return kind(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config {name}={value!r}: expected {kind.__name__}") from err
+
+
+def _check(cfg: Config) -> None:
+    if cfg.generator not in GENERATORS:
+        raise ValueError(f"config generator={cfg.generator!r}: expected one of {GENERATORS}")
+    if len(cfg.offer_pcts) != 4 or any(not 0 <= p < 1 for p in cfg.offer_pcts):
+        raise ValueError(f"config offer_pcts={cfg.offer_pcts}: expected four fractions in [0, 1)")
+    if not 0 <= cfg.holdout_share < 1:
+        raise ValueError(f"config holdout_share={cfg.holdout_share}: expected a fraction in [0, 1)")
+    for name in ("quiet_start_hour", "quiet_end_hour"):
+        if not 0 <= getattr(cfg, name) <= 23:
+            raise ValueError(f"config {name}={getattr(cfg, name)}: expected an hour 0-23")
+    if cfg.daily_budget < 0 or cfg.fatigue_cap < 1 or cfg.cooldown_days < 0:
+        raise ValueError("config daily_budget >= 0, fatigue_cap >= 1 and cooldown_days >= 0 are required")
+
+
+def _safe(run_id: str) -> str:
+    """A run id as a folder name (Airflow run ids hold ':' and '+')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+
+
+

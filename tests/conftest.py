@@ -1,0 +1,59 @@
+"""Shared fixtures: a test-only embedded BigQuery and artifact root, so tests never touch the demo's."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from retention.config import REPO_ROOT, load_config
+
+TEST_PORTS = {"RETENTION_BQ_ENDPOINT": "http://127.0.0.1:9150", "RETENTION_BQ_GRPC_PORT": "9160"}
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory) -> dict[str, str]:
+    """Environment of the test session: its own artifact root and emulator ports."""
+    root = tmp_path_factory.mktemp("artifacts")
+    env = {**TEST_PORTS, "RETENTION_ARTIFACT_ROOT": str(root), "RETENTION_DATA_DIR": str(REPO_ROOT.parent / "shared" / "data")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def cfg(test_env):
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def bq_client(cfg):
+    """A real google-cloud-bigquery client against an emulator started for this session."""
+    from retention import bq, emulator
+
+    emu = emulator.for_config(cfg)
+    emulator.up(emu, cfg.project)
+    client = bq.client(cfg)
+    bq.ensure_tables(client, cfg)
+    yield client
+    emulator.down(emu)
+
+
+@pytest.fixture(scope="session")
+def champions(cfg):
+    """Real risk and accept champions trained once per session with the quick profile."""
+    from retention import jobs
+
+    for name in ("risk", "accept"):
+        if not (cfg.model_dir(name) / "metrics.json").exists():
+            jobs.run_local(f"train_{name}", jobs.common_args(cfg) + ["--profile", "quick"])
+    return {name: cfg.model_dir(name) for name in ("risk", "accept")}
+
+
+def data_dir() -> Path:
+    return REPO_ROOT.parent / "shared" / "data"

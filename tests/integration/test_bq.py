@@ -1,0 +1,84 @@
+"""The official BigQuery client against the embedded emulator: contract tables, loads, the atomic replace."""
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from retention import bq
+
+DAY = dt.date(2026, 3, 1)
+
+
+def _plan_rows(n: int, run_id: str) -> pd.DataFrame:
+    return pd.DataFrame({
+        "plan_date": [DAY] * n, "customer_id": [f"C{i}" for i in range(n)], "run_id": [run_id] * n,
+        "contact": [i % 2 == 0 for i in range(n)], "holdout": [False] * n,
+        "reason_codes": [["tenure_months", "contract=month_to_month"]] * n,
+        "send_at": [pd.Timestamp("2026-03-01 13:00", tz="UTC")] * n,
+    })
+
+
+def test_contract_tables_are_partitioned_and_clustered(bq_client, cfg):
+    table = bq_client.get_table(cfg.table("contact_plan"))
+    assert table.time_partitioning.field == "plan_date"
+    assert table.clustering_fields == ["customer_id"]
+    assert [f.name for f in table.schema] == bq.columns("contact_plan")
+    assert {t.table_id for t in bq_client.list_tables(cfg.dataset)} >= set(bq.CONTRACT_TABLES)
+
+
+def test_replace_partition_replaces_exactly_that_day(bq_client, cfg):
+    other = _plan_rows(3, "other").assign(plan_date=DAY + dt.timedelta(days=1))
+    bq.replace_partition(bq_client, cfg, other, "contact_plan", "plan_date", DAY + dt.timedelta(days=1))
+    bq.replace_partition(bq_client, cfg, _plan_rows(5, "first"), "contact_plan", "plan_date", DAY)
+    bq.replace_partition(bq_client, cfg, _plan_rows(4, "second"), "contact_plan", "plan_date", DAY)
+    got = bq.query(bq_client, cfg, f"SELECT run_id, COUNT(*) AS n FROM `{cfg.table('contact_plan')}` "
+                                   "WHERE plan_date BETWEEN @a AND @b GROUP BY run_id ORDER BY run_id",
+                   a=DAY, b=DAY + dt.timedelta(days=1))
+    assert got.to_dict("list") == {"run_id": ["other", "second"], "n": [3, 4]}
+    staged = list(bq_client.list_tables(cfg.staging_dataset))
+    assert staged == [], "the staging table of each replace is dropped"
+
+
+def test_round_trip_keeps_types(bq_client, cfg):
+    bq.replace_partition(bq_client, cfg, _plan_rows(2, "types"), "contact_plan", "plan_date", DAY)
+    got = bq.query(bq_client, cfg, f"SELECT * FROM `{cfg.table('contact_plan')}` WHERE plan_date = @ds "
+                                   "ORDER BY customer_id", ds=DAY)
+    assert list(got["reason_codes"][0]) == ["tenure_months", "contract=month_to_month"]
+    assert got["send_at"][0] == pd.Timestamp("2026-03-01 13:00", tz="UTC")
+    assert got["plan_date"][0] == DAY and got["contact"].tolist() == [True, False]
+
+
+def test_null_in_required_column_names_row_and_field():
+    bad = _plan_rows(3, "bad")
+    bad.loc[1, "run_id"] = None
+    with pytest.raises(ValueError, match=r"contact_plan.run_id is REQUIRED .* rows \[1\] \(customer_id \['C1'\]\)"):
+        bq.to_arrow(bad, "contact_plan")
+
+
+def test_failed_merge_leaves_previous_partition(bq_client, cfg, monkeypatch):
+    bq.replace_partition(bq_client, cfg, _plan_rows(3, "good"), "contact_plan", "plan_date", DAY)
+    monkeypatch.setattr(bq, "_merge_sql", lambda *a: "MERGE this is not sql")
+    with pytest.raises(Exception, match="(?i)syntax|parse|invalid"):
+        bq.replace_partition(bq_client, cfg, _plan_rows(4, "bad"), "contact_plan", "plan_date", DAY)
+    assert list(bq_client.list_tables(cfg.staging_dataset)) == []
+    got = bq.query(bq_client, cfg, f"SELECT run_id FROM `{cfg.table('contact_plan')}` WHERE plan_date = @ds", ds=DAY)
+    assert set(got["run_id"]) == {"good"} and len(got) == 3
+
+
+def test_daily_customers_sql_derives_history_features(bq_client, cfg):
+    day = dt.date(2026, 4, 1)
+    ago = lambda n: day - dt.timedelta(days=n)  # noqa: E731
+    customers = pd.DataFrame({"snapshot_date": [day] * 3, "customer_id": ["a", "b", "c"], "monthly_charges": [1.0] * 3})
+    history = pd.DataFrame({"contact_date": [ago(1), ago(10), ago(40), ago(3), day],
+                            "customer_id": ["a", "a", "a", "b", "b"], "plan_date": [ago(1), ago(10), ago(40), ago(3), day],
+                            "offer_level": [1, 2, 0, 1, 3], "accepted": [False, True, None, True, False]})
+    bq.replace_partition(bq_client, cfg, customers, "customers", "snapshot_date", day)
+    bq.load(bq_client, history, "contact_history", cfg.table("contact_history"), truncate=False)
+    bq.load(bq_client, pd.DataFrame({"customer_id": ["c"], "reason": ["opt_out"], "since": [ago(5)]}),
+            "suppression", cfg.table("suppression"))
+    got = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=30).set_index("customer_id")
+    assert got["contacts_in_window"].to_dict() == {"a": 2, "b": 1, "c": 0}
+    assert got["days_since_contact"].to_dict() == {"a": 1, "b": 3, "c": 999}
+    assert got["total_contacts"].to_dict() == {"a": 3, "b": 1, "c": 0}
+    assert got["last_outcome"].to_dict() == {"a": "failure", "b": "success", "c": "nonexistent"}
+    assert got["suppressed"].to_dict() == {"a": False, "b": False, "c": True}
