@@ -1,0 +1,72 @@
+"""retention_daily: the day's contact plan, one run per logical date `ds` (see DESIGN.md).
+
+extract >> validate_input >> score >> decide >> generate >> shield >> validate_plan >> publish.
+Each task is one call into retention.daily, keyed by (ds, run_id); stages hand over Parquet files
+under the artifact root, XCom carries only small summaries.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, chain, dag, task
+
+from retention import daily
+from retention.config import load_config
+
+PARAMS = {
+    "daily_budget": Param(None, type=["null", "number"], minimum=0, description="override the day's budget"),
+    "generator": Param(None, type=["null", "string"], enum=[None, "template", "transformers", "vllm"],
+                       description="override the message backend"),
+    "holdout_share": Param(None, type=["null", "number"], minimum=0, maximum=0.5),
+}
+
+
+@dag(
+    schedule="0 5 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    params=PARAMS,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    tags=["retention"],
+    doc_md=__doc__,
+)
+def retention_daily():
+    @task
+    def extract(ds=None, run_id=None, params=None):
+        return daily.extract(load_config(params), ds, run_id)
+
+    @task
+    def validate_input(ds=None, run_id=None, params=None):
+        return daily.validate_input(load_config(params), ds, run_id)
+
+    @task
+    def score(ds=None, run_id=None, params=None):
+        return daily.score(load_config(params), ds, run_id)
+
+    @task
+    def decide(ds=None, run_id=None, params=None):
+        return daily.decide(load_config(params), ds, run_id)
+
+    @task
+    def generate(ds=None, run_id=None, params=None):
+        return daily.generate(load_config(params), ds, run_id)
+
+    @task
+    def shield(ds=None, run_id=None, params=None):
+        return daily.shield(load_config(params), ds, run_id)
+
+    @task
+    def validate_plan(ds=None, run_id=None, params=None):
+        return daily.validate_plan(load_config(params), ds, run_id)
+
+    @task
+    def publish(checks: dict, ds=None, run_id=None, params=None):
+        return daily.publish(load_config(params), ds, run_id, checks["report_uri"])
+
+    checks = validate_plan()
+    chain(extract(), validate_input(), score(), decide(), generate(), shield(), checks, publish(checks))
+
+
+retention_daily()

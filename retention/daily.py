@@ -1,0 +1,173 @@
+"""The eight stages of the daily plan as plain functions of (cfg, ds, run_id).
+
+Each stage reads the previous stage's Parquet file under `cfg.run_dir(ds, run_id)`, does its
+work with the pure core, writes its own file and returns a small summary (what XCom carries).
+A retried stage overwrites its own file; only `publish` touches the contact plan, in one MERGE.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from retention import bq, plan, quality
+from retention.accept import AcceptModel
+from retention.config import Config
+from retention.messages import generate as generator
+from retention.messages import schedule
+from retention.messages import shield as shield_rules
+from retention.risk import RiskModel
+from retention.score import score as score_customers
+
+log = logging.getLogger(__name__)
+
+STAGES = ("extract", "validate_input", "score", "decide", "generate", "shield", "validate_plan", "publish")
+
+
+def _read(cfg: Config, ds: str, run_id: str, stage: str) -> pd.DataFrame:
+    return pd.read_parquet(cfg.run_dir(ds, run_id) / f"{stage}.parquet")
+
+
+def _write(cfg: Config, ds: str, run_id: str, stage: str, df: pd.DataFrame) -> Path:
+    """Write a stage's frame: to a temp name, then rename, so a killed task leaves no half file."""
+    path = cfg.run_dir(ds, run_id) / f"{stage}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+@contextmanager
+def _timed(cfg: Config, ds: str, run_id: str, stage: str) -> Iterator[None]:
+    """Record the stage's wall time (and the run's start) in the run folder for plan_runs."""
+    path = cfg.run_dir(ds, run_id) / "stages.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    yield
+    record = json.loads(path.read_text()) if path.exists() else {"started_at": start, "seconds": {}}
+    record["seconds"][stage] = round(time.time() - start, 3)
+    path.write_text(json.dumps(record))
+    log.info("%s for %s done in %.2f s", stage, ds, record["seconds"][stage])
+
+
+def _date(ds: str) -> dt.date:
+    return dt.date.fromisoformat(ds)
+
+
+def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """The ds snapshot joined with contact history and suppression (sql/daily_customers.sql)."""
+    with _timed(cfg, ds, run_id, "extract"):
+        client = bq.client(cfg)
+        day = bq.query(client, cfg, bq.sql_text("daily_customers", cfg), ds=_date(ds), window=cfg.fatigue_window_days)
+        if day.empty:
+            raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
+        _write(cfg, ds, run_id, "extract", day)
+    return {"customers": len(day)}
+
+
+def validate_input(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Schema errors fail here; bad rows go to `rejects` (this run's slice, replaced) and the rest go on."""
+    with _timed(cfg, ds, run_id, "validate_input"):
+        day = _read(cfg, ds, run_id, "extract")
+        quality.check_schema(day, "customers")
+        report_dir = cfg.artifacts / "reports" / ds
+        try:
+            good, rejects, summary = quality.validate_input(day, ds, run_id, report_dir, cfg.max_reject_share)
+        except quality.RejectShareError as err:
+            bq.replace_partition(bq.client(cfg), cfg, err.rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
+            raise
+        bq.replace_partition(bq.client(cfg), cfg, rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
+        _write(cfg, ds, run_id, "validate_input", good)
+    return {"valid": len(good), "rejected": int(rejects["customer_id"].nunique()), "report_uri": summary["report_uri"]}
+
+
+def score(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Calibrated churn risk, acceptance for each offer level, reason codes: from the champions."""
+    with _timed(cfg, ds, run_id, "score"):
+        risk = RiskModel.load(cfg.model_dir("risk"))
+        accept = AcceptModel.load(cfg.model_dir("accept"))
+        scored = score_customers(_read(cfg, ds, run_id, "validate_input"), risk, accept, _date(ds))
+        scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
+        _write(cfg, ds, run_id, "score", scored)
+    return {"scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
+
+
+def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Contact or wait, which offer, when to follow up: under the hard rules, within the budget."""
+    with _timed(cfg, ds, run_id, "decide"):
+        decided = plan.decide(_read(cfg, ds, run_id, "score"), cfg)
+        _write(cfg, ds, run_id, "decide", decided)
+    return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2)}
+
+
+def generate(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """A message for every contacted customer (backend from cfg.generator)."""
+    with _timed(cfg, ds, run_id, "generate"):
+        messages = generator.generate(_read(cfg, ds, run_id, "decide"), cfg, ds)
+        _write(cfg, ds, run_id, "generate", messages)
+    return {"messages": int(messages["message"].notna().sum())}
+
+
+def shield(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Safety checks and repairs on each message, then the send time outside local quiet hours."""
+    with _timed(cfg, ds, run_id, "shield"):
+        shielded = shield_rules.shield(_read(cfg, ds, run_id, "generate"), cfg, ds)
+        shielded["send_at"] = schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour)
+        _write(cfg, ds, run_id, "shield", shielded)
+    actions = shielded.loc[shielded["contact"], "shield_checks"].map(lambda s: json.loads(s)["action"])
+    return {"repaired": int((actions != "none").sum())}
+
+
+def validate_plan(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """The contact_plan suite and the plan invariants, before anything is published."""
+    with _timed(cfg, ds, run_id, "validate_plan"):
+        shielded = _read(cfg, ds, run_id, "shield")
+        summary = quality.validate_plan(shielded, cfg, ds, run_id, cfg.artifacts / "reports" / ds)
+    return {"success": bool(summary["success"]), "report_uri": summary["report_uri"]}
+
+
+def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str, Any]:
+    """Replace the ds partition of contact_plan in one MERGE, then record the run in plan_runs."""
+    with _timed(cfg, ds, run_id, "publish"):
+        final = _read(cfg, ds, run_id, "shield").assign(plan_date=_date(ds), run_id=run_id)
+        client = bq.client(cfg)
+        bq.replace_partition(client, cfg, final, "contact_plan", "plan_date", _date(ds))
+    row = run_record(cfg, ds, run_id, final, report_uri)
+    bq.replace_partition(client, cfg, pd.DataFrame([row]), "plan_runs", "plan_date", _date(ds), {"run_id": run_id})
+    return {k: row[k] for k in ("customers", "contacted", "spend", "violations")}
+
+
+def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_uri: str) -> dict[str, Any]:
+    """The plan_runs row: counts, budget and spend, rule violations, stage times, model versions."""
+    stages = json.loads((cfg.run_dir(ds, run_id) / "stages.json").read_text())
+    rejected = len(_read(cfg, ds, run_id, "extract")) - len(final)
+    contacted = final["contact"]
+    versions = {c: str(final[c].iloc[0]) for c in ("risk_model", "accept_model", "policy_model") if c in final}
+    return {
+        "plan_date": _date(ds), "run_id": run_id,
+        "started_at": pd.Timestamp(stages["started_at"], unit="s", tz="UTC"),
+        "finished_at": pd.Timestamp.now(tz="UTC"),
+        "customers": len(final), "rejected": rejected, "contacted": int(contacted.sum()),
+        "holdout": int(final["holdout"].sum()), "budget": cfg.daily_budget,
+        "spend": round(float(final.loc[contacted, "offer_cost"].sum()), 2),
+        "expected_net_revenue": round(float(final.loc[contacted, "expected_value"].sum()), 2),
+        "violations": int(sum(plan.violations(final, cfg).values())),
+        "stage_seconds": json.dumps(stages["seconds"]), "model_versions": json.dumps(versions),
+        "report_uri": report_uri,
+    }
+
+
+def run_all(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Every stage in order in this process (the CLI and tests); the DAG runs the same functions as tasks."""
+    summaries = {}
+    for stage in (extract, validate_input, score, decide, generate, shield, validate_plan):
+        summaries[stage.__name__] = stage(cfg, ds, run_id)
+    summaries["publish"] = publish(cfg, ds, run_id, summaries["validate_plan"]["report_uri"])
+    return summaries

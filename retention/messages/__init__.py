@@ -1,0 +1,1 @@
+"""Messages for contacted customers: generate, shield (safety checks and repairs), schedule (send_at)."""

@@ -1,0 +1,24 @@
+"""The daily score step: churn risk, acceptance per offer level and reason codes for every customer of the day."""
+from __future__ import annotations
+
+import pandas as pd
+
+from retention.accept import AcceptModel
+from retention.features import risk_features
+from retention.risk import RiskModel
+
+
+def score(day: pd.DataFrame, risk: RiskModel, accept: AcceptModel, ds) -> pd.DataFrame:
+    """A copy of `day` with churn_risk, accept_prob_0..3 and reason_codes (list of str) added.
+
+    `day` holds the customers columns plus the extract's history columns (contacts_in_window,
+    days_since_contact, total_contacts, last_outcome); `ds` is the planned send date.
+    """
+    out = day.copy()
+    X = risk_features(day)
+    out["churn_risk"] = risk.predict_proba(X)
+    accept_probs = accept.predict_levels(day, ds)  # one predict per level, all rows at once
+    for col in accept_probs.columns:
+        out[col] = accept_probs[col]
+    out["reason_codes"] = pd.Series(risk.reason_codes(X), index=day.index, dtype=object)
+    return out

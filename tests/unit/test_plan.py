@@ -1,0 +1,198 @@
+"""The decision rule: holdout hash, hard rules, expected value, the budget pass, and the greedy plan."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from retention.config import Config
+from retention.plan import (_budget_pass_reference, budget_pass, decide, decide_greedy, eligibility, expected_values,
+                            holdout_mask, offer_costs, stable_hash, violations)
+
+M64 = (1 << 64) - 1
+
+
+def _hash_reference(s: str) -> int:
+    """FNV-1a 64 over UTF-8 bytes, then the MurmurHash3 finaliser, one string at a time."""
+    h = 0xCBF29CE484222325
+    for b in s.encode("utf-8"):
+        h = ((h ^ b) * 0x100000001B3) & M64
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & M64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & M64
+    return h ^ (h >> 33)
+
+
+def _day(n: int, seed: int = 0) -> pd.DataFrame:
+    """A random scored day: history, suppression and scores as the decide stage receives them."""
+    rng = np.random.default_rng(seed)
+    accept = np.sort(rng.uniform(0, 0.6, (n, 4)), axis=1)  # richer offers are accepted more often
+    return pd.DataFrame({
+        "customer_id": [f"{i:04d}-{seed}" for i in range(n)],
+        "customer_value": rng.uniform(200, 1500, n).round(2),
+        "churn_risk": rng.uniform(0, 0.9, n),
+        **{f"accept_prob_{k}": accept[:, k] for k in range(4)},
+        "suppressed": rng.random(n) < 0.05,
+        "days_since_contact": rng.choice([1, 3, 6, 7, 8, 30, 999], n),
+        "contacts_in_window": rng.integers(0, 5, n),
+    })
+
+
+# holdout
+
+
+def test_stable_hash_equals_reference_loop():
+    ids = ["", "a", "7590-VHVEG", "José", "名前", "x" * 300, "c1", "c10"]
+    assert stable_hash(ids).tolist() == [_hash_reference(s) for s in ids]
+
+
+def test_stable_hash_pinned_values():
+    # pinned: a change here moves customers in and out of the holdout
+    assert stable_hash(["7590-VHVEG", "José", ""]).tolist() == [
+        12972476930549041867, 9085098722961635665, 17280346270528514342]
+
+
+def test_holdout_share_and_stability():
+    ids = pd.Series([f"{i:07d}-CUST" for i in range(100_000)])
+    mask = holdout_mask(ids, 0.10)
+    assert abs(mask.mean() - 0.10) < 0.005  # 5 standard deviations
+    # the same id gets the same answer in any batch, order or day
+    sample = ids.sample(1000, random_state=1)
+    assert (holdout_mask(sample, 0.10) == mask[sample.index]).all()
+    assert not (holdout_mask(ids, 0.05) & ~mask).any()  # a smaller share is a subset
+    assert not holdout_mask(ids, 0.0).any()
+
+
+# hard rules
+
+
+def test_eligibility_reasons():
+    day = pd.DataFrame({
+        # c20 is in the 10 % holdout, c0-c9 are not (see the pinned hash)
+        "customer_id": ["c0", "c1", "c20", "c20", "c2", "c3", "c4", "c5"],
+        "suppressed": [False, True, True, False, False, False, False, False],
+        "days_since_contact": [999, 999, 999, 3, 6, 7, 999, 2],
+        "contacts_in_window": [0, 0, 0, 3, 0, 0, 3, 2],
+    })
+    eligible, reason = eligibility(day, Config())
+    assert reason.tolist() == ["", "suppressed", "suppressed", "holdout", "cooldown", "", "fatigue", "cooldown"]
+    assert eligible.tolist() == [True, False, False, False, False, True, False, False]
+
+
+# value and cost
+
+
+def test_expected_values_and_costs_exact():
+    day = pd.DataFrame({"customer_value": [1000.0], "churn_risk": [0.5], "accept_prob_0": [0.1],
+                        "accept_prob_1": [0.2], "accept_prob_2": [0.3], "accept_prob_3": [0.4]})
+    cfg = Config(channel_cost=2.0)
+    # 0.1*1000*0.5 - 2, 0.2*1000*0.45 - 2, 0.3*1000*0.4 - 2, 0.4*1000*0.35 - 2
+    np.testing.assert_allclose(expected_values(day, cfg), [[48.0, 88.0, 118.0, 138.0]])
+    np.testing.assert_allclose(offer_costs(day, cfg), [[2.0, 52.0, 102.0, 152.0]])
+
+
+# budget pass
+
+
+def test_budget_pass_hand_example():
+    scores = np.array([2.0, 5.0, 1.0, 4.0, 3.0])
+    costs = np.array([10.0, 60.0, 5.0, 50.0, 30.0])
+    # by score: 60 taken (40 left), 50 skipped, 30 taken (10 left), 10 taken (0 left), 5 skipped
+    assert budget_pass(scores, costs, 100.0).tolist() == [True, True, False, False, True]
+    assert budget_pass(scores, costs, 0.0).tolist() == [False] * 5
+    assert budget_pass(scores[:0], costs[:0], 100.0).tolist() == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_budget_pass_equals_reference_loop(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    scores = rng.normal(size=n).round(int(rng.integers(0, 3)))  # rounding makes ties
+    costs = np.where(rng.random(n) < 0.3, 0.0, rng.exponential(rng.uniform(1, 100), n))
+    if seed % 2:
+        costs = costs.round()  # whole costs fill the budget exactly
+    budget = float(rng.uniform(0, costs.sum()))
+    mask = budget_pass(scores, costs, budget)
+    assert (mask == _budget_pass_reference(scores, costs, budget)).all()
+    assert costs[mask].sum() <= budget + 1e-9
+
+
+def test_budget_pass_rejects_negative_costs():
+    with pytest.raises(ValueError, match="non-negative"):
+        budget_pass(np.ones(2), np.array([1.0, -1.0]), 10.0)
+
+
+# decisions
+
+
+def test_decide_greedy_hand_frame():
+    day = pd.DataFrame({
+        "customer_id": ["c0", "c1", "c20", "c2", "c3", "c4", "c5", "c6"],
+        "customer_value": [1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 800.0, 1000.0],
+        "churn_risk": [0.5, 0.5, 0.5, 0.5, 0.5, 0.0, 0.5, 0.5],
+        "accept_prob_0": [0.1] * 8, "accept_prob_1": [0.2] * 8,
+        "accept_prob_2": [0.3] * 8, "accept_prob_3": [0.4] * 8,
+        "suppressed": [False, True, False, False, False, False, False, False],
+        "days_since_contact": [999, 999, 999, 3, 999, 999, 999, 999],
+        "contacts_in_window": [0, 0, 0, 0, 3, 0, 0, 0],
+    })
+    plan = decide_greedy(day, Config(daily_budget=280.0))
+    # best level 3 for all: c0 and c6 EV 0.4*1000*0.35 = 140, cost 150; c5 EV 0.4*800*0.35 = 112, cost 120.
+    # round 1: c0 is funded first (tie kept in input order, 130 left), c6 no longer fits, c5 does (10 left);
+    # c6 then falls back: level 2 (cost 100) and 1 (cost 50) do not fit, level 0 (EV 0.1*1000*0.5 = 50) is free.
+    # c4 has EV 0 at every level.
+    assert plan["decision_reason"].tolist() == [
+        "contact", "suppressed", "holdout", "cooldown", "fatigue", "low_value", "contact", "contact"]
+    assert plan["contact"].tolist() == [True, False, False, False, False, False, True, True]
+    assert plan["offer_level"].tolist() == [3, pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, 3, 0]
+    assert plan["offer_level"].dtype == "Int64" and plan["followup_days"].dtype == "Int64"
+    assert plan["followup_days"].tolist() == [7, pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, 7, 7]
+    np.testing.assert_allclose(plan["offer_cost"], [150, 0, 0, 0, 0, 0, 120, 0])
+    np.testing.assert_allclose(plan["expected_value"], [140, 0, 0, 0, 0, 0, 112, 50])
+    np.testing.assert_allclose(plan["offer_pct"], [0.15] + [np.nan] * 5 + [0.15, 0.0])
+    assert plan["holdout"].tolist() == [False, False, True, False, False, False, False, False]
+    assert (plan["propensity"] == 1.0).all() and (plan["policy_model"] == "greedy_ev").all()
+    assert list(plan.columns[:len(day.columns)]) == list(day.columns)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_decide_never_breaks_a_hard_rule(seed):
+    day = _day(5000, seed)
+    cfg = Config(daily_budget=[0.0, 500.0, 5000.0, 20000.0, 1e9][seed], channel_cost=[0.0, 1.0][seed % 2])
+    plan = decide(day, cfg)
+    assert violations(plan, cfg) == {k: 0 for k in ("budget", "offer", "holdout", "suppressed", "cooldown", "fatigue")}
+    assert plan.loc[plan["contact"], "offer_cost"].sum() <= cfg.daily_budget
+    assert (plan.loc[plan["contact"], "expected_value"] > 0).all()
+    assert plan["contact"].eq(plan["decision_reason"].eq("contact")).all()
+
+
+def test_budget_skips_only_what_no_longer_fits():
+    day, cfg = _day(5000, 7), Config(daily_budget=300.0, channel_cost=1.0)
+    plan = decide(day, cfg)
+    ev, cost = expected_values(day, cfg), offer_costs(day, cfg)
+    cheapest_worth_it = np.where(ev > 0, cost, np.inf).min(axis=1)
+    left = cfg.daily_budget - plan["offer_cost"].sum()
+    skipped = plan["decision_reason"].eq("budget").to_numpy()
+    # spend only grows, so a candidate skipped for budget cannot fit any positive-EV level with what is left
+    assert skipped.sum() > 0 and (cheapest_worth_it[skipped] > left).all()
+
+
+def test_decide_with_a_policy_is_not_here_yet():
+    with pytest.raises(ValueError, match="PPO"):
+        decide(_day(10), Config(), policy=object())
+
+
+def test_violations_counts_each_break():
+    cfg = Config(daily_budget=100.0)
+    plan = decide(_day(400, 3), cfg)
+    rules = {"holdout": holdout_mask(plan["customer_id"], cfg.holdout_share), "suppressed": plan["suppressed"],
+             "cooldown": plan["days_since_contact"] < 7, "fatigue": plan["contacts_in_window"] >= 3}
+    rules = pd.DataFrame(rules, index=plan.index)
+    # one row breaking exactly one rule, for each rule
+    broken_rows = [rules.index[rules[r] & (rules.sum(axis=1) == 1)][0] for r in rules]
+    broken = plan.copy()
+    broken.loc[broken_rows, "contact"] = True
+    broken.loc[broken_rows, "offer_pct"] = 0.15  # each commits at least 200 * 0.15 = 30: over the budget
+    assert violations(broken, cfg) == {"budget": 1, "offer": 0, "holdout": 1, "suppressed": 1, "cooldown": 1,
+                                       "fatigue": 1}
+    broken.loc[broken_rows[0], "offer_pct"] = 0.5  # not an offer level
+    assert violations(broken, cfg)["offer"] == 1
