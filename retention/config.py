@@ -55,6 +55,8 @@ class Config:
     """Accept model directory; empty means `<artifact_root>/models/accept/champion`."""
     policy_model_uri: str = ""
     """Decision policy directory; empty means the greedy expected-value rule."""
+    base_model: str = ""
+    """Base LM for SFT/reward/PPO-text and the generator: a path or hub id; empty means SmolLM2-135M-Instruct."""
     message_model_uri: str = ""
     """Message model (RLHF champion) directory; empty means `<artifact_root>/models/ppo_text/champion`."""
     data_dir: str = str(REPO_ROOT.parent / "shared" / "data")
@@ -111,6 +113,7 @@ ENV = {
     "RETENTION_ACCEPT_MODEL_URI": "accept_model_uri",
     "RETENTION_POLICY_MODEL_URI": "policy_model_uri",
     "RETENTION_MESSAGE_MODEL_URI": "message_model_uri",
+    "RETENTION_BASE_MODEL": "base_model",
     "RETENTION_DATA_DIR": "data_dir",
 }
 """Environment variable -> Config field."""

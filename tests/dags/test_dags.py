@@ -42,7 +42,7 @@ def _seed(cfg, day: dt.date) -> None:
     from retention.cli import cmd_seed
     import argparse
 
-    cmd_seed(cfg, argparse.Namespace(ds=day.isoformat(), synthetic=0, seed=42))
+    cmd_seed(cfg, argparse.Namespace(ds=day.isoformat(), days=1, synthetic=0, seed=42))
 
 
 def _plan(bq_client, cfg, day):
