@@ -16,7 +16,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: setup demo plan test bench airflow bq-up bq-down clean
+.PHONY: setup demo plan test bench airflow bq-up bq-down deploy clean
 
 setup: $(VENV)/.installed $(BQ_VENV)/.installed
 
@@ -67,6 +67,10 @@ bench: setup bq-up
 
 airflow: setup bq-up $(AIRFLOW_HOME)/.migrated
 	$(BIN)/airflow standalone
+
+# make deploy BUCKET=gs://<composer-bucket> [DATASETS=dir] [DRY=1]
+deploy: setup
+	$(BIN)/python -m retention.deploy composer --bucket $(BUCKET) $(if $(DATASETS),--datasets $(DATASETS)) $(if $(DRY),--dry-run)
 
 clean:
 	-$(BIN)/retention bq down

@@ -1,7 +1,9 @@
 """retention_retrain_tabular: retrain the risk and accept models; each promotes itself when its gate passes.
 
-Each task runs one training/ entry point (a local subprocess on the embedded default). A model
-that fails its gate fails its task and the champion stays as it was.
+Each task runs one training/ entry point through the runner: a local subprocess on the embedded
+default, a Vertex AI custom job on a CPU machine in production. A model that fails its gate fails
+its task, the champion stays as it was and its Asset is not updated (retention_retrain_policy
+waits for both champions).
 """
 from __future__ import annotations
 
@@ -9,18 +11,20 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from retention_runner import run_training_job
 
+from retention import jobs, vertex
 from retention.config import load_config
 
-RISK_CHAMPION = Asset("retention://models/risk/champion")
-ACCEPT_CHAMPION = Asset("retention://models/accept/champion")
+SETTINGS = vertex.settings_from_env()
+RISK_CHAMPION = Asset(jobs.champion_uri("risk"))
+ACCEPT_CHAMPION = Asset(jobs.champion_uri("accept"))
 
 
 @dag(
-    schedule="0 2 * * 0",
+    schedule=SETTINGS.tabular_schedule,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"profile": Param("quick", enum=["quick", "full"], description="training budget")},
+    params={"profile": Param(SETTINGS.train_profile, enum=list(vertex.PROFILES), description="training budget")},
     tags=["retention", "training"],
     doc_md=__doc__,
 )

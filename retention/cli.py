@@ -144,6 +144,12 @@ def cmd_report(cfg: Config, args: argparse.Namespace) -> None:
         print(f"report: {runs['report_uri'][0]}")
 
 
+def cmd_deploy(cfg: Config, args: argparse.Namespace) -> None:
+    from retention import deploy
+
+    sys.exit(deploy.main(args.rest))
+
+
 def _table(df: pd.DataFrame) -> str:
     return df.to_string(index=False) if not df.empty else "(no rows)"
 
@@ -194,6 +200,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="the day's data-quality summary and the path of its HTML report")
     s.add_argument("--ds", type=_day, default=today)
     s.set_defaults(func=cmd_report)
+    s = sub.add_parser("deploy", add_help=False,
+                       help="sync DAGs, package, SQL and suites to a Composer bucket (`retention deploy composer --help`)")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_deploy)
     return p
 
 

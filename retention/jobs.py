@@ -1,36 +1,89 @@
-"""Run a `training/` entry point as a local subprocess: the embedded default of every training job.
+"""The `training/` entry points, the machine each one runs on in production, and the local subprocess runner.
 
-The Airflow runner in plugins/ calls the same function locally and builds a Vertex AI custom job
-with the same module and arguments in production.
+The Airflow runner in plugins/ runs a job here as a child process on the embedded default, or hands
+the same module and arguments to Vertex AI (retention/vertex.py) on the job's machine in production.
 """
 from __future__ import annotations
 
 import logging
 import subprocess
 import sys
+from dataclasses import dataclass
 
 from retention.config import REPO_ROOT, Config
 
 log = logging.getLogger(__name__)
 
-JOBS = ("train_risk", "train_accept")
+
+@dataclass(frozen=True)
+class Machine:
+    """A Vertex AI machine for one job: the Compute Engine type, its GPUs and how long the job may run."""
+
+    machine_type: str
+    """Compute Engine machine type."""
+    accelerator_type: str = ""
+    """Vertex AI accelerator enum name (e.g. NVIDIA_L4); empty for a CPU job."""
+    accelerator_count: int = 0
+    """GPUs attached to the machine."""
+    max_hours: int = 2
+    """Vertex stops the job after this long (a hung job should not bill for days)."""
+
+    @property
+    def gpu(self) -> bool:
+        return self.accelerator_count > 0
+
+
+CPU = Machine("n2-standard-8")
+"""8 vCPU, 32 GB: XGBoost with 8 threads and the policy simulator; no GPU helps either."""
+L4 = Machine("g2-standard-8", "NVIDIA_L4", 1)
+"""One L4 (24 GB) on its matching G2 host: LoRA SFT/reward/PPO on a 1-3B base and vLLM batches fit it."""
+
+MACHINES = {
+    "train_risk": CPU,
+    "train_accept": CPU,
+    "train_policy": Machine(CPU.machine_type, max_hours=4),
+    "train_sft": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),
+    "train_reward": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),
+    "train_ppo_text": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=12),
+}
+"""Training job (module under training/) -> the machine it gets on Vertex AI."""
+
+JOBS = tuple(MACHINES)
 """Entry points under training/ (module names)."""
+
+GENERATION = Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=2)
+"""The vLLM batch generation job of the daily plan (generator=vllm) in production."""
+
+
+def champion_uri(name: str) -> str:
+    """The Airflow Asset URI a job updates when it promotes the champion of model `name`."""
+    return f"retention://models/{name}/champion"
+
+
+def arguments(artifact_root: str, data_dir: str, extra: list[str]) -> list[str]:
+    """Arguments of a training job: where artifacts go, where the data sets are, then the job's own."""
+    return ["--artifact-root", artifact_root, "--data-dir", data_dir, *extra]
 
 
 def common_args(cfg: Config) -> list[str]:
-    """Arguments every training job takes: where artifacts go and where the data sets are."""
-    return ["--artifact-root", str(cfg.artifacts), "--data-dir", cfg.data_dir]
+    """Arguments every training job takes on this machine: the configured artifact root and data folder."""
+    return arguments(str(cfg.artifacts), cfg.data_dir, [])
 
 
-def command(job: str, args: list[str]) -> list[str]:
+def module(job: str) -> str:
+    """The Python module of a training job (`python -m <module>` here and in the image)."""
     if job not in JOBS:
         raise ValueError(f"unknown training job {job!r}; expected one of {JOBS}")
-    return [sys.executable, "-m", f"training.{job}", *args]
+    return f"training.{job}"
 
 
-def run_local(job: str, args: list[str]) -> None:
+def command(job: str, job_args: list[str]) -> list[str]:
+    return [sys.executable, "-m", module(job), *job_args]
+
+
+def run_local(job: str, job_args: list[str]) -> None:
     """Run the job to completion in a child process; its output streams to ours; raise on failure."""
-    cmd = command(job, args)
+    cmd = command(job, job_args)
     log.info("running %s", " ".join(cmd))
     result = subprocess.run(cmd, cwd=REPO_ROOT)
     if result.returncode != 0:

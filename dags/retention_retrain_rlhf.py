@@ -1,0 +1,49 @@
+"""retention_retrain_rlhf: the message model: SFT and the reward model in parallel, then PPO-text on both.
+
+Each task runs one training/ entry point through the runner (local subprocess, or a Vertex AI custom
+job on an L4 GPU) and promotes its champion only when its own gate passes. PPO-text starts from the
+SFT champion and is scored by the reward-model champion, so it runs only when both were promoted;
+it is promoted when it beats SFT by reward-model win rate within the KL target, shield pass rate
+no lower. The daily DAG's generator reads the ppo_text champion.
+"""
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+from retention_runner import run_training_job
+
+from retention import jobs, vertex
+from retention.config import load_config
+
+SETTINGS = vertex.settings_from_env()
+SFT_CHAMPION = Asset(jobs.champion_uri("sft"))
+REWARD_CHAMPION = Asset(jobs.champion_uri("reward"))
+PPO_TEXT_CHAMPION = Asset(jobs.champion_uri("ppo_text"))
+
+
+@dag(
+    schedule=SETTINGS.rlhf_schedule,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={"profile": Param(SETTINGS.train_profile, enum=list(vertex.PROFILES), description="training budget")},
+    tags=["retention", "training"],
+    doc_md=__doc__,
+)
+def retention_retrain_rlhf():
+    @task(outlets=[SFT_CHAMPION])
+    def train_sft(params=None):
+        run_training_job(load_config(params), "train_sft", ["--profile", params["profile"]])
+
+    @task(outlets=[REWARD_CHAMPION])
+    def train_reward(params=None):
+        run_training_job(load_config(params), "train_reward", ["--profile", params["profile"]])
+
+    @task(outlets=[PPO_TEXT_CHAMPION])
+    def train_ppo_text(params=None):
+        run_training_job(load_config(params), "train_ppo_text", ["--profile", params["profile"]])
+
+    [train_sft(), train_reward()] >> train_ppo_text()
+
+
+retention_retrain_rlhf()

@@ -1,0 +1,108 @@
+"""The retraining DAGs: they parse under a production configuration with no network, wire the expected tasks and
+Assets, and run their jobs through the runner: locally as subprocess commands, in production as Vertex AI jobs."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from retention import jobs, vertex
+from retention.config import REPO_ROOT, load_config
+from tests.fake_vertex import PRODUCTION_ENV, FakeJobService, block_network, install
+
+RETRAIN_EDGES = {
+    "retention_retrain_tabular": {"train_risk": set(), "train_accept": set()},
+    "retention_retrain_policy": {"train_policy": set()},
+    "retention_retrain_rlhf": {"train_sft": {"train_ppo_text"}, "train_reward": {"train_ppo_text"},
+                               "train_ppo_text": set()},
+}
+OUTLETS = {"train_risk": "risk", "train_accept": "accept", "train_policy": "policy", "train_sft": "sft",
+           "train_reward": "reward", "train_ppo_text": "ppo_text"}
+
+
+@pytest.fixture(scope="module")
+def production(airflow_db):
+    """A Composer-like process for this module: the production variables set, every network call refused."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in PRODUCTION_ENV.items():
+            mp.setenv(name, value)
+        block_network(mp)
+        yield PRODUCTION_ENV
+
+
+@pytest.fixture(scope="module")
+def prod_dagbag(production):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO_ROOT / "dags"))
+
+
+def test_every_dag_parses_in_production_without_network(prod_dagbag):
+    assert prod_dagbag.import_errors == {}
+    assert set(prod_dagbag.dag_ids) == {p.stem for p in (REPO_ROOT / "dags").glob("retention_*.py")}
+    assert load_config().is_local_bq is False and vertex.settings_from_env().runner == "vertex"
+
+
+@pytest.mark.parametrize("dag_id", sorted(RETRAIN_EDGES))
+def test_retrain_task_graph_and_outlets(prod_dagbag, dag_id):
+    dag = prod_dagbag.dags[dag_id]
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == RETRAIN_EDGES[dag_id]
+    assert {t.task_id: [o.uri for o in t.outlets] for t in dag.tasks} == {
+        t: [jobs.champion_uri(OUTLETS[t])] for t in RETRAIN_EDGES[dag_id]}
+    assert dag.params["profile"] == "full" and dag.max_active_runs == 1 and dag.catchup is False
+
+
+def test_schedules_come_from_settings_and_assets(prod_dagbag):
+    from airflow.sdk import Asset
+
+    assert prod_dagbag.dags["retention_retrain_tabular"].schedule == "0 1 * * 1"
+    assert prod_dagbag.dags["retention_retrain_rlhf"].schedule == "0 4 1 * *"
+    policy = prod_dagbag.dags["retention_retrain_policy"]
+    assert policy.schedule == Asset(jobs.champion_uri("risk")) & Asset(jobs.champion_uri("accept"))
+
+
+def test_local_runner_runs_the_job_as_a_subprocess(monkeypatch):
+    from retention_runner import run_training_job
+
+    cfg = load_config(env={"RETENTION_ARTIFACT_ROOT": "/tmp/artifacts", "RETENTION_DATA_DIR": "/tmp/data"})
+    calls = []
+    monkeypatch.setattr(jobs, "run_local", lambda job, args: calls.append((job, args)))
+    run_training_job(cfg, "train_sft", ["--profile", "quick"], vertex.settings_from_env({}))
+    assert calls == [("train_sft", ["--artifact-root", "/tmp/artifacts", "--data-dir", "/tmp/data",
+                                    "--profile", "quick"])]
+    assert jobs.command("train_sft", [])[1:] == ["-m", "training.train_sft"]
+
+
+def _run(dag, day: int):
+    return dag.test(logical_date=dt.datetime(2026, 3, day, 2, tzinfo=dt.timezone.utc))
+
+
+def test_policy_dag_submits_a_cpu_vertex_job_and_updates_its_asset(prod_dagbag, monkeypatch):
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    service = install(monkeypatch, FakeJobService())
+    run = _run(prod_dagbag.dags["retention_retrain_policy"], 1)
+    assert run.state == "success"
+    (pool,) = service.spec("retention-train_policy").job_spec.worker_pool_specs
+    assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_CPU"]
+    assert pool.machine_spec.machine_type == "n2-standard-8"
+    assert list(pool.container_spec.args)[-2:] == ["--profile", "full"]
+    assert service.spec("retention-train_policy").job_spec.service_account == \
+        PRODUCTION_ENV["RETENTION_VERTEX_SERVICE_ACCOUNT"]
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
+        assert [e.asset.uri for e in events] == [jobs.champion_uri("policy")]
+
+
+def test_rlhf_gate_failure_stops_ppo_text(prod_dagbag, monkeypatch):
+    """A reward model that fails its gate fails its task: PPO-text never starts; SFT is still promoted."""
+    service = install(monkeypatch, FakeJobService(fail=("retention-train_reward",)))
+    run = _run(prod_dagbag.dags["retention_retrain_rlhf"], 2)
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "failed"
+    assert states == {"train_sft": "success", "train_reward": "failed", "train_ppo_text": "upstream_failed"}
+    assert {job.display_name for _, job in service.created} == {"retention-train_sft", "retention-train_reward"}
+    (pool,) = service.spec("retention-train_sft").job_spec.worker_pool_specs
+    assert pool.machine_spec.accelerator_type.name == "NVIDIA_L4"
+    assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]

@@ -1,0 +1,127 @@
+"""Vertex AI job specs: the real aiplatform SDK builds and submits them; a fake JobService answers; no network."""
+from __future__ import annotations
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.aiplatform_v1.types import AcceleratorType
+
+from retention import jobs, vertex
+from retention.config import load_config
+from tests.fake_vertex import PRODUCTION_ENV, FakeJobService, install, no_network  # noqa: F401
+
+SETTINGS = vertex.settings_from_env(PRODUCTION_ENV)
+CFG = load_config(env=PRODUCTION_ENV)
+ARTIFACTS = "/gcs/us-central1-retention-1a2b3c-bucket/data/artifacts"
+DATA = "/gcs/us-central1-retention-1a2b3c-bucket/data/datasets"
+CPU_JOBS = ("train_risk", "train_accept", "train_policy")
+GPU_JOBS = ("train_sft", "train_reward", "train_ppo_text")
+
+
+def _job(job: str, cfg=CFG, extra=("--profile", "full")):
+    return vertex.training_job(SETTINGS, cfg, job, list(extra), credentials=AnonymousCredentials())
+
+
+def test_settings_default_to_the_local_runner():
+    s = vertex.settings_from_env({})
+    assert s.runner == "local" and s.train_profile == "quick" and s.tabular_schedule == "0 2 * * 0"
+
+
+def test_settings_from_production_env():
+    assert SETTINGS.runner == "vertex" and SETTINGS.region == "us-central1"
+    assert SETTINGS.rlhf_schedule == "0 4 1 * *" and SETTINGS.train_profile == "full"
+
+
+def test_vertex_runner_names_every_missing_setting():
+    with pytest.raises(ValueError, match="RETENTION_TRAIN_IMAGE_GPU, RETENTION_VERTEX_SERVICE_ACCOUNT"):
+        vertex.settings_from_env({"RETENTION_RUNNER": "vertex", "RETENTION_TRAIN_IMAGE_CPU": "img"})
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RETENTION_RUNNER": "kubernetes"}, "RETENTION_RUNNER='kubernetes'"),
+    ({"RETENTION_TRAIN_PROFILE": "tiny"}, "RETENTION_TRAIN_PROFILE='tiny'"),
+    ({**PRODUCTION_ENV, "RETENTION_VERTEX_ARTIFACT_URI": "/home/airflow/gcs/data"}, "expected a gs:// URI"),
+])
+def test_settings_are_checked(env, message):
+    with pytest.raises(ValueError, match=message):
+        vertex.settings_from_env(env)
+
+
+def test_fuse_path():
+    assert vertex.fuse_path("gs://bucket/data/artifacts/") == "/gcs/bucket/data/artifacts"
+    with pytest.raises(ValueError):
+        vertex.fuse_path("/tmp/artifacts")
+
+
+def test_every_job_has_a_machine_and_cpu_gpu_split():
+    assert set(jobs.JOBS) == set(CPU_JOBS + GPU_JOBS)
+    assert [jobs.MACHINES[j].gpu for j in CPU_JOBS + GPU_JOBS] == [False] * 3 + [True] * 3
+    assert jobs.GENERATION.gpu and jobs.GENERATION.accelerator_type == "NVIDIA_L4"
+
+
+@pytest.mark.parametrize("job", CPU_JOBS)
+def test_cpu_job_spec(job):
+    custom_job = _job(job)
+    (pool,) = custom_job.job_spec.worker_pool_specs
+    assert pool.machine_spec.machine_type == "n2-standard-8"
+    assert pool.machine_spec.accelerator_type == AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED
+    assert pool.machine_spec.accelerator_count == 0 and pool.replica_count == 1
+    assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_CPU"]
+    assert list(pool.container_spec.command) == ["python", "-m", f"training.{job}"]
+    assert list(pool.container_spec.args) == ["--artifact-root", ARTIFACTS, "--data-dir", DATA, "--profile", "full"]
+
+
+@pytest.mark.parametrize("job", GPU_JOBS)
+def test_gpu_job_spec(job):
+    (pool,) = _job(job).job_spec.worker_pool_specs
+    assert pool.machine_spec.machine_type == "g2-standard-8"
+    assert pool.machine_spec.accelerator_type == AcceleratorType.NVIDIA_L4
+    assert pool.machine_spec.accelerator_count == 1
+    assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]
+    assert list(pool.container_spec.command) == ["python", "-m", f"training.{job}"]
+    assert list(pool.container_spec.args)[:4] == ["--artifact-root", ARTIFACTS, "--data-dir", DATA]
+
+
+def test_generation_job_runs_on_an_l4_from_the_gpu_image():
+    job = vertex.custom_job(SETTINGS, CFG, "retention-generate", "retention.messages.llm", ["--ds", "2026-03-08"],
+                            jobs.GENERATION, credentials=AnonymousCredentials())
+    (pool,) = job.job_spec.worker_pool_specs
+    assert pool.machine_spec.accelerator_type == AcceleratorType.NVIDIA_L4
+    assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]
+
+
+def test_local_and_vertex_arguments_differ_only_in_paths():
+    local = jobs.common_args(CFG) + ["--profile", "full"]
+    remote = vertex.job_arguments(SETTINGS, ["--profile", "full"])
+    assert local[0::2] == remote[0::2] and local[4:] == remote[4:]
+    assert local[1] == "/home/airflow/gcs/data/artifacts" and remote[1] == ARTIFACTS
+
+
+def test_container_env_carries_the_tasks_config_with_job_paths():
+    cfg = load_config({"base_model": "Qwen/Qwen2.5-1.5B-Instruct", "generator": "vllm"}, env=PRODUCTION_ENV)
+    (pool,) = _job("train_sft", cfg).job_spec.worker_pool_specs
+    env = {e.name: e.value for e in pool.container_spec.env}
+    assert env == {
+        "RETENTION_ARTIFACT_ROOT": ARTIFACTS, "RETENTION_DATA_DIR": DATA, "RETENTION_BQ_ENDPOINT": "",
+        "RETENTION_PROJECT": "acme-retention", "RETENTION_BASE_MODEL": "Qwen/Qwen2.5-1.5B-Instruct",
+        "RETENTION_GENERATOR": "vllm",
+    }
+
+
+def test_submitted_job_carries_service_account_timeout_and_output_dir(monkeypatch, no_network):
+    service = install(monkeypatch, FakeJobService())
+    custom_job = _job("train_ppo_text")
+    custom_job.run(**vertex.run_kwargs(SETTINGS, jobs.MACHINES["train_ppo_text"]))
+    ((parent, sent),) = service.created
+    assert parent == "projects/acme-retention/locations/us-central1"
+    assert sent.display_name == "retention-train_ppo_text"
+    assert sent.job_spec.service_account == PRODUCTION_ENV["RETENTION_VERTEX_SERVICE_ACCOUNT"]
+    assert sent.job_spec.scheduling.timeout.total_seconds() == 12 * 3600
+    assert sent.job_spec.base_output_directory.output_uri_prefix.startswith("gs://acme-retention-vertex/")
+    assert dict(sent.labels) == {"app": "retention-planner", "job": "train-ppo-text"}
+    assert custom_job.state.name == "JOB_STATE_SUCCEEDED"
+
+
+def test_failed_job_raises(monkeypatch, no_network):
+    install(monkeypatch, FakeJobService(fail=("retention-train_policy",)))
+    with pytest.raises(RuntimeError, match="gate failed"):
+        _job("train_policy").run(**vertex.run_kwargs(SETTINGS, jobs.MACHINES["train_policy"]))
