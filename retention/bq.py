@@ -20,6 +20,7 @@ from retention.config import REPO_ROOT, Config
 log = logging.getLogger(__name__)
 
 SCHEMA_DIR = REPO_ROOT / "sql" / "schema"
+STAGING_TTL_MS = 24 * 3600 * 1000
 CONTRACT_TABLES = ("customers", "contact_history", "suppression", "contact_plan", "plan_runs", "rejects")
 
 
@@ -76,6 +77,8 @@ def ensure_tables(bq: bigquery.Client, cfg: Config) -> None:
     for ds in (cfg.dataset, cfg.staging_dataset):
         dataset = bigquery.Dataset(f"{cfg.project}.{ds}")
         dataset.location = cfg.location
+        if ds == cfg.staging_dataset:  # a staging table left by a killed task expires by itself
+            dataset.default_table_expiration_ms = STAGING_TTL_MS
         bq.create_dataset(dataset, exists_ok=True)
     for table in CONTRACT_TABLES:
         bq.create_table(table_spec(cfg, table), exists_ok=True)
@@ -94,6 +97,20 @@ def query(bq: bigquery.Client, cfg: Config, sql: str, **params: Any) -> pd.DataF
     job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)))
     rows = job.result()
     return rows.to_dataframe(create_bqstorage_client=False)
+
+
+def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, **params: Any) -> pd.DataFrame:
+    """Run a query into a staging table, read it over the Storage Read API (Arrow streams), drop the table.
+
+    For large results: BigQuery and the emulator both serve table reads over gRPC, while the emulator
+    cannot serve a query's anonymous result table that way; CREATE TABLE AS is the portable statement.
+    """
+    dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
+    execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
+    try:
+        return bq.list_rows(dest).to_dataframe(bqstorage_client=storage_client(cfg))
+    finally:
+        bq.delete_table(dest, not_found_ok=True)
 
 
 def execute(bq: bigquery.Client, sql: str, **params: Any) -> int:

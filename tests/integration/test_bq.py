@@ -82,3 +82,14 @@ def test_daily_customers_sql_derives_history_features(bq_client, cfg):
     assert got["total_contacts"].to_dict() == {"a": 3, "b": 1, "c": 0}
     assert got["last_outcome"].to_dict() == {"a": "failure", "b": "success", "c": "nonexistent"}
     assert got["suppressed"].to_dict() == {"a": False, "b": False, "c": True}
+
+
+def test_read_query_over_storage_api_equals_rest(bq_client, cfg):
+    bq.replace_partition(bq_client, cfg, _plan_rows(50, "read"), "contact_plan", "plan_date", DAY)
+    sql = f"SELECT customer_id, contact, reason_codes, send_at FROM `{cfg.table('contact_plan')}` WHERE plan_date = @ds"
+    fast = bq.read_query(bq_client, cfg, sql, "test_read", ds=DAY).sort_values("customer_id", ignore_index=True)
+    rest = bq.query(bq_client, cfg, sql, ds=DAY).sort_values("customer_id", ignore_index=True)
+    assert len(fast) == 50
+    assert fast[["customer_id", "contact", "send_at"]].equals(rest[["customer_id", "contact", "send_at"]])
+    assert [list(x) for x in fast["reason_codes"]] == [list(x) for x in rest["reason_codes"]]
+    assert [t.table_id for t in bq_client.list_tables(cfg.staging_dataset)] == []
