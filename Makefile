@@ -63,7 +63,8 @@ test: setup
 	$(BIN)/python -m pytest tests -q -ra
 
 bench: setup bq-up
-	$(BIN)/python -m bench
+	$(BIN)/retention train --missing --profile quick
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 airflow: setup bq-up $(AIRFLOW_HOME)/.migrated
 	$(BIN)/airflow standalone

@@ -41,7 +41,8 @@ def storage_client(cfg: Config):
         return bigquery_storage_v1.BigQueryReadClient()
     import grpc
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{cfg.bq_grpc_port}")
+    # read streams carry Arrow record batches far larger than gRPC's 4 MB default (the cloud client lifts it too)
+    channel = grpc.insecure_channel(f"127.0.0.1:{cfg.bq_grpc_port}", options=[("grpc.max_receive_message_length", -1)])
     return bigquery_storage_v1.BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
 
 

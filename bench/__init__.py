@@ -1,0 +1,1 @@
+"""Benchmarks of the daily plan: `make bench` (python -m bench)."""

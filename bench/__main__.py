@@ -1,0 +1,121 @@
+"""`make bench`: the daily plan at 10k, 100k and 1M synthetic customers, and each hot path against its local limit.
+
+    python -m bench                              # all scales, ratios at 100k
+    python -m bench --scales 10000,100000 --ratio-rows 100000
+
+Each scale runs in its own process (`bench.scale`) so its peak memory is its own. Prints a table and
+writes the same records to <artifact root>/bench/latest.json, plus a log-log plot of seconds per stage
+against customers with the fitted slope of each stage (cost growth: 1.0 is linear).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from bench import ratios
+from retention.config import REPO_ROOT, load_config
+
+TARGETS = {"shield": ("rows_per_s", 200_000), "end_to_end": ("seconds", 600)}
+"""Stage targets measured at the largest scale (shield + schedule >= 200k rows/s; 1M under 10 minutes)."""
+
+
+def run_scales(scales: list[int], ds: str) -> list[dict]:
+    records = []
+    for n in scales:
+        print(f"scale {n:,} ...", flush=True)
+        out = subprocess.run([sys.executable, "-m", "bench.scale", str(n), "--ds", ds], cwd=REPO_ROOT,
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f"bench.scale {n} failed:\n{out.stderr[-3000:]}")
+        records += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return records
+
+
+def run_ratios(cfg, rows: int, ds: str) -> list[dict]:
+    day = ratios.day_frame(cfg, rows, dt.date.fromisoformat(ds))
+    out = ratios.score_vs_raw(cfg, day, dt.date.fromisoformat(ds))
+    out.append(ratios.budget_vs_argsort(1_000_000))
+    out += ratios.bq_vs_parquet(cfg, day)
+    return out
+
+
+def slopes(records: list[dict]) -> dict[str, float]:
+    """Least-squares slope of log(seconds) on log(customers) per stage."""
+    by_stage: dict[str, list[tuple[int, float]]] = {}
+    for r in records:
+        by_stage.setdefault(r["stage"], []).append((r["scale"], r["seconds"]))
+    return {stage: round(float(np.polyfit(np.log([p[0] for p in pts]), np.log([max(p[1], 1e-4) for p in pts]), 1)[0]), 3)
+            for stage, pts in by_stage.items() if len({p[0] for p in pts}) > 1}
+
+
+def plot(records: list[dict], fitted: dict[str, float], path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for stage, slope in fitted.items():
+        pts = sorted((r["scale"], r["seconds"]) for r in records if r["stage"] == stage)
+        ax.loglog(*zip(*pts), marker="o", label=f"{stage} (slope {slope:.2f})")
+    ax.set_xlabel("customers")
+    ax.set_ylabel("seconds")
+    ax.set_title("Daily plan: time per stage")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def check_targets(records: list[dict]) -> None:
+    top = max(r["scale"] for r in records)
+    for r in records:
+        if r["scale"] == top and r["stage"] in TARGETS:
+            key, bound = TARGETS[r["stage"]]
+            r["target"] = f"{key} {'>=' if key == 'rows_per_s' else '<='} {bound:,}"
+            r["meets_target"] = r[key] >= bound if key == "rows_per_s" else r[key] <= bound
+
+
+def table(records: list[dict]) -> str:
+    head = f"{'stage':<22}{'rows':>10}{'seconds':>10}{'rows/s':>14}{'peak MiB':>10}{'ratio':>8}  target"
+    lines = [head, "-" * len(head)]
+    for r in records:
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+        mark = "" if "meets_target" not in r else ("ok  " if r["meets_target"] else "MISS ") + r["target"]
+        limit = f"  vs {r['limit']}" if r.get("limit") else ""
+        lines.append(f"{r['stage']:<22}{r['rows']:>10,}{r['seconds']:>10.3f}{r['rows_per_s'] or 0:>14,.0f}"
+                     f"{r.get('peak_rss_mb', 0):>10.0f}{ratio:>8}  {mark}{limit}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scales", default="10000,100000,1000000", help="comma-separated customer counts")
+    p.add_argument("--ratio-rows", type=int, default=100_000, help="rows for the ratio measurements")
+    p.add_argument("--ds", default="2026-06-01")
+    args = p.parse_args(argv)
+    cfg = load_config({"dataset": "bench"})
+    records = run_scales([int(s) for s in args.scales.split(",")], args.ds)
+    check_targets(records)
+    fitted = slopes(records)
+    ratio_records = run_ratios(cfg, args.ratio_rows, args.ds)
+    out_dir = cfg.artifacts / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot(records, fitted, out_dir / "scaling.png")
+    (out_dir / "latest.json").write_text(json.dumps(
+        {"stages": records, "ratios": ratio_records, "slopes": fitted}, indent=1))
+    print(table(records))
+    print("\nRatios to the local limit (limit time / our time; 1.0 = as fast as the limit)")
+    print(table(ratio_records))
+    print("\nCost growth, fitted log-log slope per stage: " + ", ".join(f"{k} {v}" for k, v in fitted.items()))
+    print(f"\nwrote {out_dir / 'latest.json'} and {out_dir / 'scaling.png'}")
+
+
+if __name__ == "__main__":
+    main()
