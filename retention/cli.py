@@ -130,18 +130,9 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_report(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import bq
+    from retention import quality
 
-    client = bq.client(cfg)
-    day = dt.date.fromisoformat(args.ds)
-    rejects = bq.query(client, cfg, f"SELECT table_name, field, reason, COUNT(*) AS n FROM `{cfg.table('rejects')}` "
-                                    "WHERE plan_date = @ds GROUP BY 1, 2, 3 ORDER BY n DESC", ds=day)
-    runs = bq.query(client, cfg, f"SELECT run_id, rejected, report_uri FROM `{cfg.table('plan_runs')}` "
-                                 "WHERE plan_date = @ds ORDER BY finished_at DESC LIMIT 1", ds=day)
-    print(f"Data quality for {args.ds}")
-    print(_table(rejects) if not rejects.empty else "  no rejected rows")
-    if not runs.empty:
-        print(f"report: {runs['report_uri'][0]}")
+    print(quality.report(cfg, args.ds))
 
 
 def cmd_deploy(cfg: Config, args: argparse.Namespace) -> None:

@@ -3,12 +3,15 @@
 Each stage reads the previous stage's Parquet file under `cfg.run_dir(ds, run_id)`, does its
 work with the pure core, writes its own file and returns a small summary (what XCom carries).
 A retried stage overwrites its own file; only `publish` touches the contact plan, in one MERGE.
+What a stage writes to BigQuery (rejects, contact_plan, plan_runs) replaces the slice keyed by
+(ds[, run_id]), so a retry or a rerun recreates it and never adds to it.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +31,8 @@ from retention.score import score as score_customers
 log = logging.getLogger(__name__)
 
 STAGES = ("extract", "validate_input", "score", "decide", "generate", "shield", "validate_plan", "publish")
+STAGING_ABANDONED_S = 3600
+"""A staging table of the day older than this was left by a killed attempt: a live one exists for seconds."""
 
 
 def _read(cfg: Config, ds: str, run_id: str, stage: str) -> pd.DataFrame:
@@ -53,7 +58,9 @@ def _timed(cfg: Config, ds: str, run_id: str, stage: str) -> Iterator[None]:
     yield
     record = json.loads(path.read_text()) if path.exists() else {"started_at": start, "seconds": {}}
     record["seconds"][stage] = round(time.time() - start, 3)
-    path.write_text(json.dumps(record))
+    tmp = path.with_suffix(".tmp")  # a task killed mid-write must not leave JSON the next stage cannot read
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
     log.info("%s for %s done in %.2f s", stage, ds, record["seconds"][stage])
 
 
@@ -62,30 +69,43 @@ def _date(ds: str) -> dt.date:
 
 
 def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """The ds snapshot joined with contact history and suppression (sql/daily_customers.sql)."""
+    """The ds snapshot joined with contact history and suppression (sql/daily_customers.sql).
+
+    Also the raw contact_history and suppression rows behind the join (sql/daily_<table>.sql), which
+    validate_input checks row by row: the join itself would hide a broken row inside a count.
+    """
     with _timed(cfg, ds, run_id, "extract"):
         client = bq.client(cfg)
         day = bq.query(client, cfg, bq.sql_text("daily_customers", cfg), ds=_date(ds), window=cfg.fatigue_window_days)
         if day.empty:
             raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
-        _write(cfg, ds, run_id, "extract", day)
-    return {"customers": len(day)}
+        related = {t: bq.query(client, cfg, bq.sql_text(f"daily_{t}", cfg), ds=_date(ds)) for t in quality.RELATED}
+        for table, rows in related.items():
+            _write(cfg, ds, run_id, f"extract_{table}", rows)
+        _write(cfg, ds, run_id, "extract", day)  # last: its file marks the stage done
+    return {"customers": len(day), **{table: len(rows) for table, rows in related.items()}}
 
 
 def validate_input(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """Schema errors fail here; bad rows go to `rejects` (this run's slice, replaced) and the rest go on."""
+    """Schema errors fail here, before anything is written; bad rows go to `rejects` and the rest go on.
+
+    Bad rows of the three input tables are this run's slice of `rejects` (replaced on a retry); the customers
+    they name are left out of the day's plan.
+    """
     with _timed(cfg, ds, run_id, "validate_input"):
         day = _read(cfg, ds, run_id, "extract")
-        quality.check_schema(day, "customers")
+        related = {t: _read(cfg, ds, run_id, f"extract_{t}") for t in quality.RELATED}
         report_dir = cfg.artifacts / "reports" / ds
         try:
-            good, rejects, summary = quality.validate_input(day, ds, run_id, report_dir, cfg.max_reject_share)
+            good, rejects, summary = quality.validate_input(day, ds, run_id, report_dir, cfg.max_reject_share,
+                                                            related)
         except quality.RejectShareError as err:
             bq.replace_partition(bq.client(cfg), cfg, err.rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
             raise
         bq.replace_partition(bq.client(cfg), cfg, rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
         _write(cfg, ds, run_id, "validate_input", good)
-    return {"valid": len(good), "rejected": int(rejects["customer_id"].nunique()), "report_uri": summary["report_uri"]}
+    return {"valid": len(good), "rejected": summary["rejected_rows"], "reject_records": len(rejects),
+            "report_uri": summary["report_uri"]}
 
 
 def score(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
@@ -138,10 +158,29 @@ def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str
     with _timed(cfg, ds, run_id, "publish"):
         final = _read(cfg, ds, run_id, "shield").assign(plan_date=_date(ds), run_id=run_id)
         client = bq.client(cfg)
+        sweep_staging(client, cfg, ds)
         bq.replace_partition(client, cfg, final, "contact_plan", "plan_date", _date(ds))
     row = run_record(cfg, ds, run_id, final, report_uri)
     bq.replace_partition(client, cfg, pd.DataFrame([row]), "plan_runs", "plan_date", _date(ds), {"run_id": run_id})
     return {k: row[k] for k in ("customers", "contacted", "spend", "violations")}
+
+
+def sweep_staging(client, cfg: Config, ds: str) -> list[str]:
+    """Drop the day's staging tables that killed attempts left behind; returns their names.
+
+    Only this ds's tables (`<table>_<yyyymmdd>_<hex>`, see bq.replace_partition) older than STAGING_ABANDONED_S
+    go: another day's run, or a live attempt of this day, is never touched.
+    """
+    pattern = re.compile(rf"(contact_plan|plan_runs|rejects)_{ds.replace('-', '')}_[0-9a-f]{{8}}")
+    cutoff = time.time() - STAGING_ABANDONED_S
+    dropped = []
+    for item in client.list_tables(cfg.staging_dataset):
+        if pattern.fullmatch(item.table_id) and item.created.timestamp() <= cutoff:
+            client.delete_table(item.reference, not_found_ok=True)
+            dropped.append(item.table_id)
+    if dropped:
+        log.warning("dropped %d abandoned staging table(s) of %s: %s", len(dropped), ds, dropped)
+    return dropped
 
 
 def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_uri: str) -> dict[str, Any]:

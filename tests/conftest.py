@@ -2,20 +2,27 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from retention.config import REPO_ROOT, load_config
 
-TEST_PORTS = {"RETENTION_BQ_ENDPOINT": "http://127.0.0.1:9150", "RETENTION_BQ_GRPC_PORT": "9160"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def test_env(tmp_path_factory) -> dict[str, str]:
     """Environment of the test session: its own artifact root and emulator ports."""
     root = tmp_path_factory.mktemp("artifacts")
-    env = {**TEST_PORTS, "RETENTION_ARTIFACT_ROOT": str(root), "RETENTION_DATA_DIR": str(REPO_ROOT.parent / "shared" / "data")}
+    ports = {"RETENTION_BQ_ENDPOINT": f"http://127.0.0.1:{_free_port()}", "RETENTION_BQ_GRPC_PORT": str(_free_port())}
+    env = {**ports, "RETENTION_ARTIFACT_ROOT": str(root), "RETENTION_DATA_DIR": str(REPO_ROOT.parent / "shared" / "data")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env

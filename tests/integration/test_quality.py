@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.quality import (PlanInvalidError, RejectShareError, SchemaError, check_schema,
+from retention.quality import (PlanInvalidError, RejectShareError, SchemaError, check_schema, load_suite,
                                validate_input, validate_plan)
 
 DS, RUN = "2024-06-01", "manual__2024-06-01T00:00:00+00:00"
@@ -58,7 +58,7 @@ def test_clean_day_passes(tmp_path):
     day = day_frame()
     good, rejects, summary = validate_input(day, DS, RUN, tmp_path, max_reject_share=0.05)
     assert len(good) == N and rejects.empty and summary["success"]
-    assert summary["rejected_rows"] == 0 and summary["evaluated_expectations"] == 20
+    assert summary["rejected_rows"] == 0 and summary["evaluated_expectations"] == len(load_suite("customers"))
     check_schema(rejects, "rejects")
 
 
@@ -136,10 +136,11 @@ def plan_frame() -> pd.DataFrame:
         "reason_codes": [["tenure_months", "contract", "monthly_charges"]] * N,
         "message": [f"Hi Ana, thank you for being with us. Enjoy 5% off your next bill, customer {i}." if c
                     else None for i, c in enumerate(contact)],
-        "send_at": pd.to_datetime(["2024-06-01T14:00:00Z"] * N), "shield_checks": "{}", "generator": "template",
+        "send_at": pd.to_datetime(["2024-06-01T14:00:00Z" if c else None for c in contact]),  # 09:00 in Chicago
+        "shield_checks": "{}", "generator": "template",
     })
     check_schema(df, "contact_plan")
-    return df
+    return df.assign(time_zone="America/Chicago", suppressed=[i == 3 for i in range(N)])  # from the extract
 
 
 def test_good_plan_passes(tmp_path):
@@ -161,6 +162,7 @@ def test_contacted_holdout_raises(tmp_path):
     plan = plan_frame()
     plan.loc[1, ["contact", "offer_level", "offer_cost"]] = [True, 1, 1.0]
     plan.loc[1, "message"] = "Hi Bo, thank you for being with us. Enjoy 5% off your next bill, customer 1."
+    plan.loc[1, "send_at"] = pd.Timestamp("2024-06-01T14:00:00Z")
     with pytest.raises(PlanInvalidError) as err:
         validate_plan(plan, Config(), DS, RUN, tmp_path)
     assert str(err.value).startswith("contact_plan invalid: contact expect_column_values_to_be_in_set("
@@ -192,3 +194,85 @@ def test_one_index_lists_input_and_plan(tmp_path):
     summary = validate_plan(plan_frame(), Config(), DS, RUN, tmp_path)
     index = Path(summary["report_uri"]).read_text()
     assert "validations/customers/" in index and "validations/contact_plan/" in index
+
+
+def test_send_at_in_quiet_hours_or_off_day_raises(tmp_path):
+    plan = plan_frame()
+    plan.loc[0, "send_at"] = pd.Timestamp("2024-06-01T04:00:00Z")  # 23:00 in Chicago the night before
+    plan.loc[2, "send_at"] = pd.Timestamp("2024-06-02T14:00:00Z")  # the next day
+    plan.loc[4, "send_at"] = pd.NaT
+    with pytest.raises(PlanInvalidError) as err:
+        validate_plan(plan, Config(), DS, RUN, tmp_path)
+    msg = str(err.value)
+    assert "send_at send_at inside the customer's local quiet hours: 1 rows, e.g. ['C000']" in msg
+    assert "send_at send_at not on the plan day in the customer's time zone: 2 rows, e.g. ['C000', 'C002']" in msg
+    assert "send_at expect_column_values_to_not_be_null() when contact == True: 1 rows, e.g. ['C004']" in msg
+
+
+def test_suppressed_contact_and_stray_message_raise(tmp_path):
+    plan = plan_frame()
+    plan.loc[2, "suppressed"] = True
+    plan.loc[5, "message"] = "Hi Bo, a message for a customer who is not contacted today, which must not exist."
+    with pytest.raises(PlanInvalidError) as err:
+        validate_plan(plan, Config(), DS, RUN, tmp_path)
+    msg = str(err.value)
+    assert "contact expect_column_values_to_be_in_set(value_set=[False]) when suppressed == True: 1 rows, " \
+           "e.g. ['C002']" in msg
+    assert "message expect_column_values_to_be_null() when contact == False: 1 rows, e.g. ['C005']" in msg
+
+
+# the raw contact_history and suppression rows
+
+def related_frames() -> dict[str, pd.DataFrame]:
+    """History and suppression rows for the day frame's customers, with the SQL's check columns; all valid."""
+    d = dt.date(2024, 5, 20)
+    history = pd.DataFrame({
+        "contact_date": [d, d, dt.date(2024, 5, 1)], "customer_id": ["C001", "C002", "C001"],
+        "plan_date": [d, d, dt.date(2024, 5, 1)], "offer_level": pd.array([1, 0, 3], dtype="Int64"),
+        "accepted": [False, True, None], "churned": [None, None, False],
+        "known_customer": True, "future_date": False,
+    })
+    suppression = pd.DataFrame({"customer_id": ["C003"], "reason": ["opt_out"], "since": [d],
+                                "known_customer": True, "future_date": False})
+    return {"contact_history": history, "suppression": suppression}
+
+
+def test_clean_related_rows_pass(tmp_path):
+    good, rejects, summary = validate_input(day_frame(), DS, RUN, tmp_path, 0.05, related_frames())
+    assert len(good) == N and rejects.empty and summary["success"]
+    assert summary["tables"] == {"customers": {"rows": N, "reject_records": 0},
+                                 "contact_history": {"rows": 3, "reject_records": 0},
+                                 "suppression": {"rows": 1, "reject_records": 0}}
+
+
+def test_bad_related_rows_name_row_field_and_leave_the_customer_out(tmp_path):
+    related = related_frames()
+    history, suppression = related["contact_history"], related["suppression"]
+    history.loc[0, "offer_level"] = 7
+    history.loc[1, "plan_date"] = dt.date(2024, 5, 25)
+    history.loc[3] = [dt.date(2024, 5, 2), "GHOST", None, 1, None, None, False, False]
+    suppression.loc[0, "reason"] = ""
+    good, rejects, summary = validate_input(day_frame(), DS, RUN, tmp_path, 0.5, related)
+    got = set(zip(rejects["table_name"], rejects["customer_id"], rejects["field"], rejects["value"]))
+    assert got == {("contact_history", "C001", "offer_level", "7"),
+                   ("contact_history", "C002", "plan_date", "2024-05-25"),
+                   ("contact_history", "GHOST", "customer_id", "GHOST"),
+                   ("suppression", "C003", "reason", "")}
+    reasons = dict(zip(rejects["customer_id"], rejects["reason"]))
+    assert reasons["C001"] == "expect_column_values_to_be_in_set(value_set=[0, 1, 2, 3]) [contact_date=2024-05-20]"
+    assert reasons["GHOST"] == "no customers snapshot holds this customer_id [contact_date=2024-05-02]"
+    assert reasons["C003"] == ("expect_column_values_to_be_in_set(value_set=[opt_out, complaint, legal, deceased, "
+                               "other]) [since=2024-05-20]")
+    # the customers of the day named by a bad row are left out; the unknown one was never in the day
+    assert sorted(set(day_frame()["customer_id"]) - set(good["customer_id"])) == ["C001", "C002", "C003"]
+    assert summary["rejected_rows"] == 3 and summary["tables"]["contact_history"]["reject_records"] == 3
+    check_schema(rejects, "rejects")
+
+
+def test_related_schema_error_names_table_and_column(tmp_path):
+    related = related_frames()
+    related["suppression"] = related["suppression"].rename(columns={"reason": "reasons"})
+    with pytest.raises(SchemaError, match=r"^suppression does not match .*missing column 'reason' \(STRING\), "
+                                          r"found 'reasons' instead$"):
+        validate_input(day_frame(), DS, RUN, tmp_path, 0.05, related)
+    assert not (tmp_path / "data_docs").exists()

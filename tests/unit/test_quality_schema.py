@@ -1,10 +1,13 @@
-"""check_schema against the contract in sql/schema, and the suites' columns against that contract."""
+"""check_schema against the contract in sql/schema, the suites' columns against that contract, the send_at checks."""
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from retention.quality import HISTORY_FEATURES, INJECTED, SchemaError, check_schema, contract, load_suite
+from retention.quality import (HISTORY_FEATURES, INJECTED, ROW_CHECKS, SEND_CHECKS, VALUE_CHARS, SchemaError, _value,
+                               check_schema, contract, in_quiet_hours, load_suite, send_checks, spec_field,
+                               suite_columns)
 
 FLAGS = ["senior_citizen", "partner", "dependents", "phone_service", "multiple_lines", "online_security",
          "online_backup", "device_protection", "tech_support", "streaming_tv", "streaming_movies",
@@ -122,15 +125,49 @@ def test_repeated_column_needs_lists():
 
 @pytest.mark.parametrize("table,columns", [
     ("customers", set(contract("customers")) | set(HISTORY_FEATURES)),
-    ("contact_plan", set(contract("contact_plan"))),
+    ("contact_history", set(contract("contact_history")) | set(ROW_CHECKS)),
+    ("suppression", set(contract("suppression")) | set(ROW_CHECKS)),
+    ("contact_plan", set(contract("contact_plan")) | set(SEND_CHECKS) | {"suppressed"}),
 ])
 def test_suites_read_only_contract_columns(table, columns):
+    assert set(suite_columns(table)) <= columns
     for spec in load_suite(table):
-        kwargs = spec["kwargs"]
-        assert kwargs["column"] in columns, spec
-        if "row_condition" in kwargs:
-            assert kwargs["row_condition"]["column"]["name"] in columns, spec
-        assert all(v in INJECTED for v in kwargs.values() if isinstance(v, str) and v.startswith("$")), spec
+        # failures are reported against a column of the table (or a history feature), never a derived check
+        assert spec_field(spec) in columns - set(ROW_CHECKS) - set(SEND_CHECKS), spec
+        assert set(spec) <= {"expectation", "kwargs", "field", "reason"}, spec
+        assert all(v in INJECTED for v in spec["kwargs"].values() if isinstance(v, str) and v.startswith("$")), spec
+
+
+def test_spec_field_prefers_the_declared_field():
+    assert spec_field({"kwargs": {"column": "known_customer"}, "field": "customer_id"}) == "customer_id"
+    assert spec_field({"kwargs": {"column": "plan"}}) == "plan"
+    assert spec_field({"kwargs": {"column_A": "contact_date", "column_B": "plan_date"}}) == "plan_date"
+    assert spec_field({"kwargs": {"column_list": ["customer_id", "contact_date"]}}) == "contact_date"
+
+
+def test_quiet_hours_wrap_midnight():
+    hours = np.arange(24)
+    assert hours[in_quiet_hours(hours, 22, 8)].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 22, 23]
+    assert hours[in_quiet_hours(hours, 1, 6)].tolist() == [1, 2, 3, 4, 5]
+    assert not in_quiet_hours(hours, 8, 8).any()
+
+
+def test_send_checks_read_send_at_in_the_customers_zone():
+    plan = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "d", "e"],
+        "time_zone": ["America/Chicago", "America/Chicago", "Asia/Kolkata", "Asia/Tokyo", "Europe/Paris"],
+        # a: 08:00 CDT; b: 07:59 CDT; c: 22:30 IST; d: 08:00 JST on the 2nd; e: no send
+        "send_at": pd.to_datetime(["2026-06-01T13:00Z", "2026-06-01T12:59Z", "2026-06-01T17:00Z",
+                                   "2026-06-01T23:00Z", None], utc=True),
+    })
+    got = send_checks(plan, "2026-06-01", 22, 8)
+    assert got["send_quiet"].tolist() == [False, True, True, False, False]
+    assert got["send_off_day"].tolist() == [False, False, False, True, False]
+
+
+def test_absurd_values_are_cut_in_rejects():
+    assert _value("x" * 10_000) == "x" * VALUE_CHARS + "... (10000 characters)"
+    assert _value(None) is None and _value(float("nan")) is None and _value(-5.0) == "-5.0"
 
 
 def test_time_zones_are_injected():
