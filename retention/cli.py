@@ -70,9 +70,9 @@ def cmd_seed(cfg: Config, args: argparse.Namespace) -> None:
 def cmd_train(cfg: Config, args: argparse.Namespace) -> None:
     from retention import jobs
 
-    names = ["risk", "accept"] if args.model == "all" else [args.model]
+    names = ["risk", "accept", "policy"] if args.model == "all" else [args.model]
     for name in names:
-        if args.missing and (cfg.model_dir(name) / "metrics.json").exists():
+        if args.missing and (cfg.model_dir(name) / "metrics.json").exists():  # a champion is there
             print(f"{name}: champion present at {cfg.model_dir(name)}, not retrained")
             continue
         extra = ["--profile", args.profile] + (["--no-promote"] if args.no_promote else [])
@@ -85,6 +85,14 @@ def cmd_plan(cfg: Config, args: argparse.Namespace) -> None:
     run_id = args.run_id or f"cli__{args.ds}__{uuid.uuid4().hex[:8]}"
     summary = daily.run_all(cfg, args.ds, run_id)
     print(json.dumps(summary["publish"], indent=1, default=str))
+
+
+def cmd_decide(cfg: Config, args: argparse.Namespace) -> None:
+    """One customer's decision and shielded message with the champions; nothing is written."""
+    from retention import retain
+
+    facts = json.loads(args.json) if args.json else retain.facts_for_customer(cfg, args.customer_id, args.ds)
+    print(json.dumps(retain.decide_one(cfg, facts, args.ds), indent=1, default=str))
 
 
 def cmd_backfill(cfg: Config, args: argparse.Namespace) -> None:
@@ -162,8 +170,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=42, help="random seed (combined with ds)")
     s.set_defaults(func=cmd_seed)
 
-    s = sub.add_parser("train", help="train a tabular model as a local job; promotes it when its gate passes")
-    s.add_argument("model", nargs="?", default="all", choices=["risk", "accept", "all"])
+    s = sub.add_parser("train", help="train a model as a local job (training/train_<model>.py); promoted when its gate passes")
+    s.add_argument("model", nargs="?", default="all",
+                   choices=["risk", "accept", "policy", "sft", "reward", "ppo_text", "all"],
+                   help="all = risk, accept, then policy (the RLHF models train with their own names)")
     s.add_argument("--profile", default="quick", choices=["quick", "full"])
     s.add_argument("--missing", action="store_true", help="only models without a champion")
     s.add_argument("--no-promote", action="store_true", help="evaluate the gate but never promote")
@@ -173,6 +183,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ds", type=_day, required=True)
     s.add_argument("--run-id", default="", help="run id (default: cli__<ds>__<random>)")
     s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("decide", help="one customer's decision and message with the champions (writes nothing)")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer-id", help="a customer of the --ds snapshot")
+    who.add_argument("--json", help="customer facts as JSON (the customers columns; history optional)")
+    s.add_argument("--ds", type=_day, default=today)
+    s.set_defaults(func=cmd_decide)
 
     s = sub.add_parser("backfill", help="run the daily plan for a range of days in this process, in order")
     s.add_argument("--start", type=_day, required=True, help="first day (inclusive)")

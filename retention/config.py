@@ -54,7 +54,9 @@ class Config:
     accept_model_uri: str = ""
     """Accept model directory; empty means `<artifact_root>/models/accept/champion`."""
     policy_model_uri: str = ""
-    """Decision policy directory; empty means the greedy expected-value rule."""
+    """Decision policy directory; empty means `<artifact_root>/models/policy/champion` (greedy EV when absent)."""
+    llm_max_messages: int = 0
+    """Most messages an LLM backend writes per run (highest expected value first; the rest get the template); 0 = all."""
     base_model: str = ""
     """Base LM for SFT/reward/PPO-text and the generator: a path or hub id; empty means SmolLM2-135M-Instruct."""
     message_model_uri: str = ""
@@ -114,6 +116,7 @@ ENV = {
     "RETENTION_POLICY_MODEL_URI": "policy_model_uri",
     "RETENTION_MESSAGE_MODEL_URI": "message_model_uri",
     "RETENTION_BASE_MODEL": "base_model",
+    "RETENTION_LLM_MAX_MESSAGES": "llm_max_messages",
     "RETENTION_DATA_DIR": "data_dir",
 }
 """Environment variable -> Config field."""

@@ -25,6 +25,7 @@ from retention.config import Config
 from retention.messages import generate as generator
 from retention.messages import schedule
 from retention.messages import shield as shield_rules
+from retention.policy import load_policy
 from retention.risk import RiskModel
 from retention.score import score as score_customers
 
@@ -122,15 +123,17 @@ def score(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
 def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """Contact or wait, which offer, when to follow up: under the hard rules, within the budget."""
     with _timed(cfg, ds, run_id, "decide"):
-        decided = plan.decide(_read(cfg, ds, run_id, "score"), cfg)
+        policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
+        decided = plan.decide(_read(cfg, ds, run_id, "score"), cfg, policy, ds)
         _write(cfg, ds, run_id, "decide", decided)
-    return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2)}
+    return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2),
+            "policy": str(decided["policy_model"].iloc[0]) if len(decided) else ""}
 
 
 def generate(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """A message for every contacted customer (backend from cfg.generator)."""
     with _timed(cfg, ds, run_id, "generate"):
-        messages = generator.generate(_read(cfg, ds, run_id, "decide"), cfg, ds)
+        messages = generator.generate(_read(cfg, ds, run_id, "decide"), cfg, ds, cfg.llm_max_messages)
         _write(cfg, ds, run_id, "generate", messages)
     return {"messages": int(messages["message"].notna().sum())}
 
@@ -189,6 +192,8 @@ def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_ur
     rejected = len(_read(cfg, ds, run_id, "extract")) - len(final)
     contacted = final["contact"]
     versions = {c: str(final[c].iloc[0]) for c in ("risk_model", "accept_model", "policy_model") if c in final}
+    versions["message_model"] = sorted(final["message_model"].dropna().unique().tolist())
+    versions["generators"] = final["generator"].value_counts().to_dict()
     return {
         "plan_date": _date(ds), "run_id": run_id,
         "started_at": pd.Timestamp(stages["started_at"], unit="s", tz="UTC"),

@@ -1,7 +1,8 @@
 """The daily decision: hard contact rules, expected value of each offer, and one budget pass.
 
-`decide` is the stage entry. Until a trained policy exists it runs `decide_greedy`: each eligible customer gets the
-offer level with the highest expected value, and candidates are funded in order of that value while the budget lasts.
+`decide` is the stage entry: with a trained policy it runs `retention.policy.rollout`; without one, `decide_greedy`:
+each eligible customer gets the offer level with the highest expected value, and candidates are funded in order of
+that value while the budget lasts.
 """
 from __future__ import annotations
 
@@ -189,11 +190,17 @@ def decide_greedy(day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     )
 
 
-def decide(day: pd.DataFrame, cfg: Config, policy=None) -> pd.DataFrame:
-    """The decide stage: the greedy expected-value rule until a trained policy is passed."""
+def decide(day: pd.DataFrame, cfg: Config, policy=None, ds=None) -> pd.DataFrame:
+    """The decide stage: the trained policy's rollout when one is passed (sampling seeded by ds), else greedy EV."""
     if policy is None:
         return decide_greedy(day, cfg)
-    raise ValueError("decide: trained policies arrive with the PPO issue; pass policy=None for the greedy rule")
+    from retention.policy import Policy, rollout  # torch loads only when a policy is used
+
+    if not isinstance(policy, Policy):
+        raise ValueError(f"decide: policy must be a trained PPO retention.policy.Policy, not {type(policy).__name__}")
+    if ds is None:
+        raise ValueError("decide: a policy samples its decisions with a seed from ds; pass ds")
+    return rollout(day, cfg, policy, ds)
 
 
 def violations(plan: pd.DataFrame, cfg: Config) -> dict[str, int]:

@@ -53,13 +53,13 @@ def bq_client(cfg):
 
 @pytest.fixture(scope="session")
 def champions(cfg):
-    """Real risk and accept champions trained once per session with the quick profile."""
+    """Real risk, accept and policy champions trained once per session with the quick profile."""
     from retention import jobs
 
-    for name in ("risk", "accept"):
+    for name in ("risk", "accept", "policy"):
         if not (cfg.model_dir(name) / "metrics.json").exists():
             jobs.run_local(f"train_{name}", jobs.common_args(cfg) + ["--profile", "quick"])
-    return {name: cfg.model_dir(name) for name in ("risk", "accept")}
+    return {name: cfg.model_dir(name) for name in ("risk", "accept", "policy")}
 
 
 def data_dir() -> Path:

@@ -68,6 +68,9 @@ def test_daily_dag_runs_end_to_end_and_reruns_idempotently(dagbag, airflow_db, b
     plan = _plan(bq_client, cfg, day)
     assert len(plan) == 7043 and plan["customer_id"].is_unique
     assert list(plan.columns) == bq.columns("contact_plan")
+    # the PPO champion decided: every row carries its version and a propensity in (0, 1]
+    assert plan["policy_model"].nunique() == 1 and plan["policy_model"][0] != "greedy_ev"
+    assert plan["propensity"].between(0, 1, inclusive="right").all()
     contacted = plan[plan["contact"]]
     assert 0 < len(contacted) and contacted["offer_cost"].sum() <= cfg.daily_budget + 1e-6
     assert not (plan["holdout"] & plan["contact"]).any()

@@ -1,0 +1,77 @@
+"""Smoke: the policy training entry point end to end with a tiny budget: artifacts, the evaluation table, the gate,
+promotion, and the saved policy planning a real scored day under the hard rules."""
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retention import plan
+from retention.accept import MONOTONE, AcceptModel
+from retention.artifacts import champion_dir, read_metrics
+from retention.config import Config
+from retention.env import telco_cohort
+from retention.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
+from retention.policy import load_policy
+from retention.risk import RiskModel
+from retention.telco import read_telco
+from training import train_policy
+
+DATA = Config().data_dir
+FILES = {"policy.pt", "policy.json", "metrics.json", "evaluation.txt", "training_log.csv", "learning_curve.png"}
+KEYS = {"policy", "net_revenue_retained", "roi", "contact_rate", "retained_customers", "violations_before",
+        "violations_after"}
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Risk and accept models fitted in seconds on the real data, saved the way champions are."""
+    root = tmp_path_factory.mktemp("models")
+    telco = read_telco(DATA)
+    X, y = risk_features(telco), telco["churned"].to_numpy(dtype=int)
+    RiskModel(n_estimators=30, learning_rate=0.3, early_stopping_rounds=5, random_state=0).fit(
+        X[:6000], y[:6000], X[6000:], y[6000:]).save(root / "risk", "tiny-risk")
+    bank = read_bank(DATA).sample(8000, random_state=0)
+    Xa = accept_features(bank_mapped(bank, bank_offer_level(bank["euribor3m"])[0]))
+    ya = bank["y"].eq("yes").to_numpy(dtype=int)
+    AcceptModel(n_estimators=30, learning_rate=0.3, max_depth=3, early_stopping_rounds=5,
+                monotone_constraints=MONOTONE, random_state=0).fit(
+        Xa[:6400], ya[:6400], Xa[6400:], ya[6400:]).save(root / "accept", "tiny-accept")
+    return root / "risk", root / "accept"
+
+
+def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_models):
+    risk, accept = tiny_models
+    args = ["--artifact-root", str(tmp_path), "--data-dir", DATA, "--profile", "tiny", "--risk-model", str(risk),
+            "--accept-model", str(accept)]
+    code = train_policy.main(args)
+    (version,) = [p for p in (tmp_path / "models" / "policy").iterdir() if p.name != "champion"]
+    assert FILES <= {p.name for p in version.iterdir()}
+    m = read_metrics(version)
+    rows = {r["policy"]: r for r in m["evaluation"]}
+    assert list(rows) == ["ppo", "no_contact", "top_risk", "greedy_ev", "random"]
+    assert all(KEYS <= set(r) and r["violations_after"] == 0 for r in rows.values())
+    assert rows["no_contact"]["net_revenue_retained"] == 0
+    beats = all(rows["ppo"]["net_revenue_retained"] > rows[b]["net_revenue_retained"] for b in train_policy.BASELINES)
+    assert m["gate"]["passed"] == beats
+    assert code == (0 if beats else 1) and champion_dir(tmp_path, "policy").exists() == beats
+    assert [r["policy"] for r in m["evaluation_one_day"]] == list(rows)
+    log = pd.read_csv(version / "training_log.csv")
+    assert len(log) == 2 and log["pg_loss"].notna().all() and (log["lambda_cooldown"] >= 0).all()
+    assert "greedy_ev" in (version / "evaluation.txt").read_text()
+
+    # --no-promote only reports
+    assert train_policy.main(args + ["--no-promote", "--iterations", "1"]) == 0
+    assert champion_dir(tmp_path, "policy").exists() == beats
+
+    # the saved policy plans a real scored day: rules held, holdout untouched, propensities logged
+    policy = load_policy(version)
+    assert policy.version == m["version"]
+    cfg = Config(daily_budget=2000.0)
+    day = telco_cohort(DATA, risk, accept, dt.date(2026, 5, 4), 3, cfg)
+    planned = plan.decide(day, cfg, policy, "2026-05-04")
+    assert plan.violations(planned, cfg) == dict.fromkeys(plan.violations(planned, cfg), 0)
+    assert not planned.loc[planned["holdout"], "contact"].any() and planned["contact"].sum() > 0
+    assert ((planned["propensity"] > 0) & (planned["propensity"] <= 1)).all()
+    assert (planned["policy_model"] == m["version"]).all()
+    assert np.isin(planned.loc[planned["contact"], "followup_days"], range(8)).all()

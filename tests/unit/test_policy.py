@@ -1,0 +1,208 @@
+"""The policy in the daily plan: hard rules hold whatever the network says, propensities are the probabilities of
+the actions taken, decisions are seeded by (ds, customer), and the champion loads; plus baselines and evaluation."""
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from retention import plan
+from retention.config import Config
+from retention.env import DELAYS, Simulator
+from retention.policy import (Policy, agent_policy, evaluate, greedy_decider, load_policy, no_contact,
+                              no_contact_decider, policy_decider, rollout, save_policy, top_risk, top_risk_decider,
+                              uniform_policy)
+from retention.ppo import Agent
+from tests.unit.test_env import START, cohort, flat_table
+from tests.unit.test_plan import _day
+
+DS = dt.date(2026, 5, 4)
+RULES = {"budget": 0, "offer": 0, "holdout": 0, "suppressed": 0, "cooldown": 0, "fatigue": 0}
+
+
+def constant_policy(contact, offer, delay, version="const", block=7) -> Policy:
+    """Every row gets the same logits (contact (2,), offer (4,), delay (8,))."""
+    def logits(obs):
+        n = len(obs)
+        return tuple(np.tile(np.asarray(x, dtype=np.float64), (n, 1)) for x in (contact, offer, delay))
+    return Policy(logits, version, block)
+
+
+def random_policy(seed: int, scale: float, block: int) -> Policy:
+    """Arbitrary network outputs: logits that depend on the state and on the row, any scale."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(0, scale, (9, 14))
+
+    def logits(obs):
+        z = obs @ W + rng.normal(0, scale, (len(obs), 14))
+        return z[:, :2], z[:, 2:6], z[:, 6:]
+    return Policy(logits, f"random-{seed}", block)
+
+
+# hard rules, for any policy output, budget and history
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 400), seed=st.integers(0, 10_000), scale=st.sampled_from([0.0, 0.1, 1.0, 10.0, 300.0]),
+       budget=st.sampled_from([0.0, 1.0, 50.0, 500.0, 5000.0, 1e9]), channel_cost=st.sampled_from([0.0, 0.5, 40.0]),
+       cooldown=st.integers(0, 10), cap=st.integers(1, 4), holdout=st.sampled_from([0.0, 0.1, 0.5]),
+       block=st.integers(1, 64))
+def test_rollout_never_breaks_a_hard_rule(n, seed, scale, budget, channel_cost, cooldown, cap, holdout, block):
+    day = _day(n, seed)
+    cfg = Config(daily_budget=budget, channel_cost=channel_cost, cooldown_days=cooldown, fatigue_cap=cap,
+                 holdout_share=holdout)
+    planned = rollout(day, cfg, random_policy(seed, scale, block), DS)
+    assert plan.violations(planned, cfg) == RULES
+    contact = planned["contact"].to_numpy()
+    assert planned.loc[contact, "offer_cost"].sum() <= budget + plan.BUDGET_TOL
+    assert not (contact & planned["holdout"].to_numpy()).any()
+    assert contact.tolist() == planned["decision_reason"].eq("contact").tolist()
+    assert planned["offer_level"].isna().tolist() == (~contact).tolist()
+    assert set(planned.loc[contact, "followup_days"]) <= set(range(DELAYS))
+    propensity = planned["propensity"].to_numpy()
+    assert ((propensity > 0) & (propensity <= 1)).all()
+
+
+# propensities
+
+
+def test_propensity_is_the_probability_of_the_action_taken():
+    day = _day(300, 1).assign(suppressed=False, days_since_contact=999, contacts_in_window=0)
+    cfg = Config(daily_budget=1e9, holdout_share=0.0)
+    # P(contact) = 3/4; offers 1:1:1:2; delays: delay 7 has weight e^1, the others 1
+    planned = rollout(day, cfg, constant_policy([0, np.log(3)], [0, 0, 0, np.log(2)], [0] * 7 + [1]), DS)
+    contact = planned["contact"].to_numpy()
+    level = planned["offer_level"].fillna(0).to_numpy(dtype=int)
+    delay = planned["followup_days"].fillna(0).to_numpy(dtype=int)
+    p_offer = np.array([1, 1, 1, 2]) / 5
+    p_delay = np.where(np.arange(8) == 7, np.e, 1.0) / (7 + np.e)
+    expected = np.where(contact, 0.75 * p_offer[level] * p_delay[delay], 0.25)
+    np.testing.assert_allclose(planned["propensity"], expected, rtol=1e-9)
+    assert 0.65 < contact.mean() < 0.85
+
+
+def test_propensity_follows_the_budget_mask():
+    # two customers of value 1000; 100 of budget: the first can afford levels 0-2, then what is left
+    day = _day(2, 3).assign(customer_id=["c0", "c1"], customer_value=1000.0, churn_risk=[0.9, 0.8], suppressed=False,
+                            days_since_contact=999, contacts_in_window=0)
+    cfg = Config(daily_budget=100.0, holdout_share=0.0)
+    planned = rollout(day, cfg, constant_policy([-50, 50], [0, 0, 0, 50], [0] * 8), DS)  # wants contact + level 3
+    # row 0: level 3 (cost 150) is masked, levels 0-2 equally likely: it takes one of them with probability 1/3
+    assert planned["contact"].tolist() == [True, True]
+    first = int(planned["offer_level"].iloc[0])
+    assert first in (0, 1, 2) and planned["propensity"].iloc[0] == pytest.approx(1 / 3 * 1 / 8)
+    left = 100.0 - 1000.0 * cfg.offer_pcts[first]
+    fits = [k for k in range(3) if 1000.0 * cfg.offer_pcts[k] <= left]
+    assert int(planned["offer_level"].iloc[1]) in fits
+    assert planned["propensity"].iloc[1] == pytest.approx(1 / len(fits) * 1 / 8)
+
+
+def test_sampling_frequencies_match_the_propensities():
+    # 4,000 identical customers: the noise is keyed by customer id, so each row is an independent draw
+    n = 4000
+    rows = _day(n, 4).assign(suppressed=False, days_since_contact=999, contacts_in_window=0, churn_risk=0.5,
+                             customer_value=800.0)
+    cfg = Config(holdout_share=0.0, daily_budget=1e9)
+    level_logits = np.array([0.5, 0.0, -0.5, 1.0])
+    planned = rollout(rows, cfg, constant_policy([0.3, -0.2], level_logits, np.linspace(0, 1, 8)), DS)
+    contact = planned["contact"].to_numpy()
+    p_contact = 1 / (1 + np.exp(0.5))
+    assert abs(contact.mean() - p_contact) < 4 * np.sqrt(p_contact * (1 - p_contact) / n)
+    np.testing.assert_allclose(planned.loc[~contact, "propensity"], 1 - p_contact)
+    p_level = np.exp(level_logits) / np.exp(level_logits).sum()
+    levels = planned.loc[contact, "offer_level"].to_numpy(dtype=int)
+    np.testing.assert_allclose(np.bincount(levels, minlength=4) / contact.sum(), p_level, atol=0.03)
+    p_delay = np.exp(np.linspace(0, 1, 8)) / np.exp(np.linspace(0, 1, 8)).sum()
+    delays = planned.loc[contact, "followup_days"].to_numpy(dtype=int)
+    np.testing.assert_allclose(planned.loc[contact, "propensity"], p_contact * p_level[levels] * p_delay[delays])
+
+
+# determinism
+
+
+def test_decisions_are_seeded_by_ds_and_customer_not_by_row_order():
+    day = _day(500, 6)
+    cfg = Config(daily_budget=1e9)  # no budget interplay between rows
+    policy = random_policy(1, 1.0, 32)
+    first = rollout(day, cfg, constant_policy([0, 0], [0] * 4, [0] * 8), DS).set_index("customer_id")
+    again = rollout(day.sample(frac=1, random_state=0), cfg, constant_policy([0, 0], [0] * 4, [0] * 8), DS)
+    pd.testing.assert_frame_equal(first, again.set_index("customer_id").loc[first.index])
+    other_day = rollout(day, cfg, constant_policy([0, 0], [0] * 4, [0] * 8), DS + dt.timedelta(days=1))
+    assert (other_day["contact"].to_numpy() != first["contact"].to_numpy()).any()
+    assert rollout(day, cfg, policy, DS)["contact"].sum() > 0
+
+
+def test_decide_dispatches_to_the_policy():
+    day, cfg = _day(200, 7), Config(daily_budget=300.0)
+    policy = random_policy(2, 1.0, 16)
+    planned = plan.decide(day, cfg, policy, DS.isoformat())
+    pd.testing.assert_frame_equal(planned, rollout(day, cfg, random_policy(2, 1.0, 16), DS))
+    assert (planned["policy_model"] == "random-2").all()
+    assert list(planned.columns) == list(plan.decide_greedy(day, cfg).columns)
+    assert planned["offer_level"].dtype == "Int64" and planned["followup_days"].dtype == "Int64"
+    with pytest.raises(ValueError, match="ds"):
+        plan.decide(day, cfg, policy)
+
+
+def test_reasons_name_every_kind_of_no():
+    day = _day(400, 8)
+    cfg = Config(daily_budget=100.0)
+    planned = rollout(day, cfg, constant_policy([0, 0], [0, 0, 0, 5], [0] * 8), DS)
+    reason = planned["decision_reason"]
+    assert set(reason) <= {"contact", "holdout", "suppressed", "cooldown", "fatigue", "budget", "low_value", "wait"}
+    assert {"contact", "wait"} <= set(reason)
+    eligible, rule = plan.eligibility(day, cfg)
+    assert (reason[~eligible] == pd.Series(rule, index=day.index)[~eligible]).all()
+
+
+# the champion on disk
+
+
+def test_save_and_load_give_the_same_decisions(tmp_path):
+    assert load_policy(tmp_path / "missing") is None
+    torch.manual_seed(0)
+    agent = Agent(hidden=16)
+    save_policy(agent, tmp_path, "v1", {"block": 8})
+    loaded = load_policy(tmp_path)
+    assert loaded.version == "v1" and loaded.block == 8
+    day, cfg = _day(300, 9), Config(daily_budget=2000.0)
+    pd.testing.assert_frame_equal(rollout(day, cfg, loaded, DS), rollout(day, cfg, agent_policy(agent, "v1", 8), DS))
+
+
+# baselines and evaluation
+
+
+def test_top_risk_funds_the_riskiest_eligible_with_the_richest_offer():
+    day = _day(300, 10)
+    cfg = Config(daily_budget=600.0)
+    planned = top_risk(day, cfg)
+    eligible, _ = plan.eligibility(day, cfg)
+    contact = planned["contact"].to_numpy()
+    assert (planned.loc[contact, "offer_level"] == 3).all() and not (contact & ~eligible).any()
+    assert planned.loc[contact, "offer_cost"].sum() <= 600.0
+    skipped = eligible & ~contact
+    cheapest_left = 600.0 - planned["offer_cost"].sum()
+    riskier = day["churn_risk"].to_numpy() > day.loc[contact, "churn_risk"].min()
+    assert (plan.offer_costs(day, cfg)[skipped & riskier, 3] > cheapest_left).all()  # skipped only when unaffordable
+    assert not no_contact(day, cfg)["contact"].any()
+
+
+def test_evaluation_rows_and_the_shared_episodes():
+    sim = Simulator(cohort(150, seed=5), flat_table(), Config(daily_budget=900.0), horizon=4)
+    deciders = {"none": no_contact_decider, "top": top_risk_decider, "greedy": greedy_decider,
+                "random": policy_decider(uniform_policy(block=16))}
+    rows = evaluate(sim, deciders, [(1, START), (2, START + dt.timedelta(days=9))])
+    assert [r["policy"] for r in rows] == list(deciders)
+    keys = {"policy", "net_revenue_retained", "roi", "contact_rate", "retained_customers", "violations_before",
+            "violations_after"}
+    assert all(keys <= set(r) for r in rows)
+    none = rows[0]
+    assert none["net_revenue_retained"] == 0 and none["contact_rate"] == 0 and none["roi"] is None
+    assert all(r["violations_after"] == 0 for r in rows)
+    assert rows[3]["violations_before"] > 0  # a uniform policy proposes contacts the rules forbid
+    assert rows[2]["net_revenue_retained"] > 0
+    again = evaluate(sim, {"greedy": greedy_decider}, [(1, START), (2, START + dt.timedelta(days=9))])
+    assert again[0] == rows[2]  # same seeds, same episodes
