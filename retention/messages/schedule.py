@@ -1,10 +1,36 @@
-"""send_at: when each contacted customer's message goes out, the first moment of ds outside their quiet hours."""
+"""send_at: when each contacted customer's message goes out, the first moment of ds outside their quiet hours.
+
+Quiet hours are the configured ones (default 22:00-08:00 local) and, for channels that reach a person at once,
+stricter ones on top (CHANNEL_QUIET_HOURS): a text or a call waits until both windows are over.
+"""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
+
+CHANNEL_QUIET_HOURS = {"sms": (21, 9), "phone": (21, 9)}
+"""Local quiet hours [start, end) per channel, kept as well as the configured ones: texts and calls interrupt."""
+
+
+def in_window(hour: int, start: int, end: int) -> bool:
+    """True when `hour` falls in the quiet hours [start, end), which wrap midnight when start > end (none if equal)."""
+    return start <= hour < end if start <= end else hour >= start or hour < end
+
+
+def day_start(quiet_start: int, quiet_end: int, channel_hours: tuple[int, int] | None = None) -> int:
+    """The local hour a channel's sending day starts: the later end of the configured and the channel's windows.
+
+    A ValueError when that hour is itself quiet in either window (the two leave nothing of the morning).
+    """
+    windows = [(quiet_start, quiet_end)] + ([channel_hours] if channel_hours else [])
+    hour = max(end for _, end in windows)
+    if any(in_window(hour, start, end) for start, end in windows):
+        raise ValueError(f"quiet hours {windows} leave no send time: {hour}:00 is quiet in one of them")
+    return hour
 
 
 def first_send(zone: ZoneInfo, day: date, quiet_end: int) -> datetime:
@@ -47,17 +73,27 @@ def _zones(rows: pd.DataFrame) -> dict[str, ZoneInfo]:
     return zones
 
 
-def send_at(plan: pd.DataFrame, ds, quiet_start: int, quiet_end: int) -> pd.Series:
-    """UTC send time of each contacted row (NaT elsewhere): quiet_end:00 local on ds, or the first instant after it.
+def send_at(plan: pd.DataFrame, ds, quiet_start: int, quiet_end: int,
+            channel_hours: Mapping[str, tuple[int, int]] = CHANNEL_QUIET_HOURS) -> pd.Series:
+    """UTC send time of each contacted row (NaT elsewhere): the first instant on ds, local, when the quiet hours of
+    the config and of the row's channel are both over (quiet_end:00, or later for a stricter channel).
 
-    Quiet hours are [quiet_start, quiet_end) local, wrapping midnight when quiet_start > quiet_end; the day starts
-    at their end, which is outside them whatever quiet_start is. The time depends only on the zone, so it is
-    computed once per distinct zone (few) and spread to the rows (many).
+    Quiet hours are [start, end) local, wrapping midnight when start > end; the day starts at their end, which is
+    outside them. The time depends only on the zone and the day's start hour, so it is computed once per distinct
+    pair (few) and spread to the rows (many).
     """
     day = pd.Timestamp(ds).date()
     contact = plan["contact"].to_numpy(dtype=bool)
     rows = plan.loc[contact]
-    first = {name: first_send(zone, day, quiet_end) for name, zone in _zones(rows).items()}
-    out = pd.Series(pd.NaT, index=plan.index, dtype="datetime64[us, UTC]")
-    out.loc[contact] = pd.DatetimeIndex(rows["time_zone"].map(first), tz=UTC).as_unit("us")
-    return out
+    zones = _zones(rows)
+    zone_code, zone_names = pd.factorize(rows["time_zone"])
+    channel_code, channels = pd.factorize(rows["channel"])
+    default = day_start(quiet_start, quiet_end)
+    hours = np.array([day_start(quiet_start, quiet_end, channel_hours[c]) if c in channel_hours else default
+                      for c in channels] + [default], dtype=np.int64)  # code -1 (a null channel): the default
+    hour_code, hour_values = pd.factorize(hours[channel_code])
+    utc = [[first_send(zones[z], day, int(h)).replace(tzinfo=None) for h in hour_values] for z in zone_names]
+    table = np.array(utc, dtype="datetime64[us]").reshape(len(zone_names), len(hour_values))  # (zones, day starts)
+    at = np.full(len(plan), np.datetime64("NaT"), dtype="datetime64[us]")
+    at[contact] = table[zone_code, hour_code]
+    return pd.Series(pd.DatetimeIndex(at).tz_localize(UTC), index=plan.index)

@@ -1,21 +1,25 @@
 """The shield: each contacted row's message checked, repaired where it can be, else replaced by the safe template.
 
-Rules are data (BANNED, UNSAFE, the length bounds). Every row records in shield_checks what each check found and what
-was done: action none (sent as written), repaired (trimmed), or template (replaced by the deterministic template).
+Rules are data (BANNED, CONTENT, LINK, PHONE, INJECTION, the length bounds, ALLOWED_LINKS and ALLOWED_PHONES).
+Every row records in shield_checks what each check found and what was done: action none (sent as written),
+repaired (trimmed), or template (replaced by the deterministic template, and `generator` set to template_fallback).
+Customer fields never reach a message unneutralised: `generate.clean_name` runs before any backend, and the checks
+compare with the cleaned name.
 """
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from numpy.dtypes import StringDType
 
 from retention.config import Config
-from retention.messages.generate import clean_name, pct_texts, template_messages
+from retention.messages.generate import (CHECK_IN, DISCOUNT, FALLBACK_NAME, OPENINGS, clean_name, pct_texts,
+                                         template_messages)
 
 MIN_CHARS, MAX_CHARS = 50, 200
 """Allowed message length in characters."""
@@ -29,71 +33,144 @@ BANNED = {
     "pressure": ("act now", "last chance", "or lose", "final notice", "final warning", "expires today",
                  "expires tonight", "limited time", "hurry", "don't miss out", "do not miss out",
                  "before it's too late", "today only", "only today", "respond immediately", "urgent"),
+    "meta": ("as an ai", "ai assistant", "language model", "smollm", "hugging face", "chatbot"),
 }
 """Phrases no message may contain (whole words, any case), by why they are banned."""
 
-UNSAFE = r"[\x00-\x1f\x7f]|<[^>]*>|[{}@]|https?://|www\.|[0-9]{6}"
-"""Control characters, markup, unfilled slots, links, addresses and handles (@), long digit runs (phone, account)."""
+CONTENT = r"[\p{Cc}\p{Cf}\p{Co}]|[<>{}\[\]\\@`|]|\*\*"
+"""Control and invisible format characters, markup, unfilled slots ({name}, [Customer Name]), handles, addresses."""
+
+LINK_TLDS = ("com", "net", "org", "io", "co", "ly", "me", "info", "biz", "app", "xyz", "gov", "edu", "us", "uk",
+             "ru", "cn", "de", "fr", "ca", "au", "in", "tk", "gl", "gd", "to", "sh", "link", "click", "online",
+             "site", "shop", "top", "live")
+LINK = r"(?i:https?:|www\.|[\pL\pN-]+\.(?:" + "|".join(LINK_TLDS) + r")(?:[^\pL\pN]|$))"
+"""A URL scheme, www., or a bare domain under a common top-level domain."""
+PHONE = r"\+?\(?\pN(?:[ ().\-/]?\pN){5,}"
+"""Six or more digits that separators may break up: phone, account and card numbers."""
+ALLOWED_LINKS: tuple[str, ...] = ()
+"""Links a message may carry (exact text, e.g. "https://example.com/offers"); none by default."""
+ALLOWED_PHONES: tuple[str, ...] = ()
+"""Phone numbers a message may carry (exact text, e.g. "+1 800 555 0100"); none by default."""
+
+INJECTION = (r"instructions?", r"prompts?", r"ignore (?:all|any|the|previous|prior|above|your)", r"disregard",
+             r"jailbreak", r"developer mode", r"you are now", r"customer[ _]record", r"system ?:", r"assistant ?:",
+             r"user ?:")
+"""Signs that a message talks about, or follows, instructions instead of speaking to the customer."""
 
 PERCENT = r"[0-9]+(?:[.,][0-9]+)?\s*(?:%|(?i:per ?cent))"
 """Any percentage a message states."""
 
+TEMPLATE_WORDS = frozenset(re.findall(r"[\w']+", " ".join([*sum(OPENINGS.values(), ()), *CHECK_IN, *DISCOUNT])))
+"""Words of the template wordings: a customer called "Dear" or "Welcome" is not named by a template."""
+NAME_CHUNK = 2000
+"""Names per alternation when looking for other customers' names (keeps each RE2 program small)."""
+OWN_NAME_GROUP = 64
+"""Rows sharing a name from which one replace call per name beats a Python loop over them."""
+MARK = "\x00"
+"""Stands in for the row's own name while other customers' names are looked for (a control character: no
+message that holds one passes the content check anyway)."""
+
+CHECKS = ("banned", "content", "contact", "injection", "others", "length", "name", "offer")
+OUTCOMES = {**{check: ("pass", "fail") for check in CHECKS}, "length": ("pass", "trimmed", "fail"),
+            "action": ("none", "repaired", "template")}
+"""What shield_checks may record for each check, and the action taken."""
+PASS, TRIMMED, FAIL = 0, 1, 2  # length codes; the other checks use 0 pass, 1 fail
+NONE, REPAIRED, TEMPLATE = 0, 1, 2  # action codes
+
 # The patterns are RE2, run by pyarrow.compute on the Arrow strings. RE2 leaves its fast engine for \b, so word
 # edges are an explicit class (\pL letters, \pN digits, any script).
 _EDGE = r"[^\pL\pN_]"
-_BANNED_RE = (rf"(?i:(?:^|{_EDGE})(?:" + "|".join(re.escape(p) for phrases in BANNED.values() for p in phrases)
-              + rf")(?:{_EDGE}|$))")
-OUTCOMES = {"banned": ("pass", "fail"), "content": ("pass", "fail"), "length": ("pass", "trimmed", "fail"),
-            "name": ("pass", "fail"), "offer": ("pass", "fail"), "action": ("none", "repaired", "template")}
-"""What shield_checks may record for each check, and the action taken."""
+
+
+def _words(phrases: Iterable[str], escape: bool = True) -> str:
+    """One whole-word, any-case RE2 alternation; a plain apostrophe also matches the typographic one."""
+    parts = (re.escape(p).replace("'", "['\u2019]") if escape else p for p in phrases)
+    return rf"(?i:(?:^|{_EDGE})(?:" + "|".join(parts) + rf")(?:{_EDGE}|$))"
+
+
+_BANNED_RE = _words(p for phrases in BANNED.values() for p in phrases)
+_INJECTION_RE = _words(INJECTION, escape=False)
+_SUSPECT_RE = "|".join([_BANNED_RE, CONTENT, LINK, PHONE, _INJECTION_RE])  # one pass finds the rows to look at
 
 
 # checks: vectorised over rows, one bool per row
 
 
-def has_banned(text: pd.Series, names: pd.Series) -> np.ndarray:
+def has_banned(text, names) -> np.ndarray:
     """True where the text holds a banned phrase; one mention of the customer's own name (say "Hurry") is excused."""
+    text, names = _arrow(text), _arrow(names)
     hit = _matches(text, _BANNED_RE)
     # only rows whose name itself matches need the name taken out; they are rare, so a loop over them is fine
     again = np.flatnonzero(hit & _matches(names, _BANNED_RE))
-    ours = [re.sub(rf"\b{re.escape(names.iloc[i])}\b", " ", text.iloc[i], count=1) for i in again]
-    hit[again] = _matches(pd.Series(ours, dtype="str"), _BANNED_RE)
+    ours = [re.sub(rf"\b{re.escape(names[i].as_py())}\b", " ", text[i].as_py(), count=1) for i in again]
+    hit[again] = _matches(pa.array(ours, type=pa.large_string()), _BANNED_RE)
     return hit
 
 
-def has_unsafe(text: pd.Series) -> np.ndarray:
-    """True where the text holds control characters, markup, links, addresses or long digit runs."""
-    return _matches(text, UNSAFE)
+def has_contact(text, links: Iterable[str] = ALLOWED_LINKS, phones: Iterable[str] = ALLOWED_PHONES) -> np.ndarray:
+    """True where the text holds a link or phone number other than the allowed ones (which are cut out first)."""
+    arr = _arrow(text)
+    for allowed in (*links, *phones):
+        arr = pc.replace_substring(arr, allowed, " ")
+    return _matches(arr, f"{LINK}|{PHONE}")
 
 
-def _arrow(s: pd.Series) -> pa.Array:
-    return pa.array(s.astype("str"))
+def has_unsafe(text) -> np.ndarray:
+    """True where the text holds control characters, markup, slots, addresses, or links and numbers not allowed."""
+    return _matches(text, CONTENT) | has_contact(text)
 
 
-def _matches(s: pd.Series, pattern: str) -> np.ndarray:
-    """The RE2 pattern found in each string (typographic apostrophes read as plain ones)."""
-    plain = pc.replace_substring(_arrow(s), "\u2019", "'")
-    return pc.match_substring_regex(plain, pattern).fill_null(False).to_numpy(zero_copy_only=False).copy()
+def has_injection(text) -> np.ndarray:
+    """True where the text talks about instructions, prompts or roles: a sign it obeyed a customer field."""
+    return _matches(text, _INJECTION_RE)
 
 
-def has_name(text: pd.Series, names: pd.Series) -> np.ndarray:
+def has_name(text, names) -> np.ndarray:
     """True where the text holds the row's (cleaned) name as a whole word, not inside another word."""
-    t, n = _strings(text), _strings(names)
-    found = np.zeros(len(t), dtype=bool)
-    todo, start = np.arange(len(t)), np.zeros(len(t), dtype=np.int64)
-    while todo.size:  # each round looks at the next occurrence in the rows whose last one sat inside a word
-        at = np.strings.find(t[todo], n[todo], start)
-        end = at + np.strings.str_len(n[todo])
-        before = np.strings.slice(t[todo], np.maximum(at - 1, 0), np.maximum(at, 0))
-        after = np.strings.slice(t[todo], end, end + 1)
-        whole = (at >= 0) & ~np.strings.isalnum(before) & ~np.strings.isalnum(after)
-        found[todo[whole]] = True
-        again = (at >= 0) & ~whole
-        todo, start = todo[again], at[again] + 1
-    return found
+    return _name_checks(_arrow(text), _arrow(names))[0]
 
 
-def offer_ok(text: pd.Series, expected: np.ndarray) -> np.ndarray:
+def has_other_name(text, names, batch_names: Iterable[str]) -> np.ndarray:
+    """True where the text, its own name taken out, holds another batch customer's name as whole words."""
+    return _name_checks(_arrow(text), _arrow(names), batch_names)[1]
+
+
+def _other_names(masked: pa.Array, batch_names: Iterable[str]) -> np.ndarray:
+    """True where the masked text holds one of the batch names as whole words.
+
+    Names made only of template words ("Dear", "Welcome") and one-letter names are left out: the template
+    itself could not be sent otherwise. Names match as written (case-sensitive), longest first.
+    """
+    others = sorted({n for n in batch_names if len(n) > 1 and n != FALLBACK_NAME
+                     and not set(n.split()) <= TEMPLATE_WORDS}, key=len, reverse=True)
+    hit = np.zeros(len(masked), dtype=bool)
+    for start in range(0, len(others), NAME_CHUNK):
+        chunk = "|".join(re.escape(n) for n in others[start:start + NAME_CHUNK])
+        hit |= _matches(masked, rf"(?:^|{_EDGE})(?:{chunk})(?:{_EDGE}|$)")
+    return hit
+
+
+def has_customer_id(text, batch_ids: pd.Series) -> np.ndarray:
+    """True where the text holds a customer id of the batch as a whole token.
+
+    Tokens are runs of word characters and of the other characters ids hold ("-"). When every id holds three
+    digits in a row, only texts that do are looked at (messages state "10%" and "12 months"): the usual text
+    costs one fast regex pass.
+    """
+    text = _arrow(text)
+    ids = pa.array(batch_ids.dropna().astype("str"), type=pa.large_string())
+    maybe = (_matches(text, "[0-9]{3}") if pc.all(pc.match_substring_regex(ids, "[0-9]{3}")).as_py() is not False
+             else np.ones(len(text), dtype=bool))
+    hit = np.zeros(len(text), dtype=bool)
+    if maybe.any():
+        known = set(ids.to_pylist())
+        extra = set("".join(pc.replace_substring_regex(ids, r"[\pL\pN_]+", "").to_pylist()))  # e.g. {"-"}
+        token = re.compile(rf"[\w{re.escape(''.join(sorted(extra)))}]+")
+        hit[maybe] = [not known.isdisjoint(token.findall(t or "")) for t in text.filter(maybe).to_pylist()]
+    return hit
+
+
+def offer_ok(text, expected: np.ndarray) -> np.ndarray:
     """True where the text states exactly the expected percentage and no other ("" expected: no percentage at all)."""
     arr = _arrow(text)
     count = pc.count_substring_regex(arr, PERCENT).fill_null(0).to_numpy(zero_copy_only=False)
@@ -108,8 +185,118 @@ def trim(text: pd.Series) -> pd.Series:
     return pd.Series(cut, index=text.index, dtype="str")
 
 
-def _strings(s: pd.Series) -> np.ndarray:
-    return s.to_numpy(dtype=StringDType())
+def _arrow(s) -> pa.Array:
+    """Strings as one Arrow array (large_string: pyarrow's RE2 kernels run on it without copies)."""
+    if isinstance(s, pa.ChunkedArray):
+        s = s.combine_chunks()
+    if isinstance(s, pa.Array):
+        return s.cast(pa.large_string())
+    return pa.array(pd.Series(s, dtype="str"), type=pa.large_string())
+
+
+def _matches(s, pattern: str) -> np.ndarray:
+    """The RE2 pattern found in each string (False for a null)."""
+    return pc.match_substring_regex(_arrow(s), pattern).fill_null(False).to_numpy(zero_copy_only=False).copy()
+
+
+def _name_checks(text: pa.Array, names: pa.Array, batch_names: Iterable[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(own, other): each row's name found as a whole word in its text, and another batch name found there.
+
+    No string kernel takes a different needle per row, so the rows are sorted by name and each name's slice gets
+    one literal replace of the name by MARK (first names repeat: a few hundred calls for a million rows); rows
+    with rarer names get a plain loop. A literal replace also marks a name inside a longer word ("Al" in
+    "Also"); the few rows where that happened are redone word by word. Other names are looked for in the
+    marked text, so the row's own name never counts as another's.
+    """
+    codes, distinct = pd.factorize(pd.Series(names, dtype="str"))
+    order = np.argsort(codes, kind="stable")
+    text, names = text.take(order), names.take(order)  # (n,) sorted by name
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-2))
+    sizes = np.diff(starts, append=len(order))
+    common = sizes >= OWN_NAME_GROUP
+    marked = pa.concat_arrays([text.slice(0, 0), *(
+        pc.replace_substring(text.slice(a, n), distinct[codes[order[a]]], MARK) if big else text.slice(a, n)
+        for a, n, big in zip(starts, sizes, common))])
+    rare = np.repeat(~common, sizes)
+    redo = np.flatnonzero(rare | _matches(marked, rf"{MARK}[\pL\pN_]|[\pL\pN_]{MARK}"))
+    blanked = [_blank_name(t, n) for t, n in zip(text.take(redo).to_pylist(), names.take(redo).to_pylist())]
+    marked = _put(marked, [(redo, pa.array(blanked, type=pa.large_string()))])
+    own, other = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
+    own[order] = _matches(marked, rf"(?:^|[^\pL\pN_{MARK}]){MARK}(?:[^\pL\pN_{MARK}]|$)")
+    other[order] = _other_names(marked, batch_names)
+    return own, other
+
+
+def _put(arr: pa.Array, pieces: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
+    """`arr` with the rows of each piece replaced by the piece's values (one take: if_else on strings is slow)."""
+    pieces = [(rows, values) for rows, values in pieces if len(rows)]
+    if not pieces:
+        return arr
+    index = np.arange(len(arr))
+    index[np.concatenate([rows for rows, _ in pieces])] = len(arr) + np.arange(sum(len(r) for r, _ in pieces))
+    return pa.concat_arrays([arr, *(values.cast(pa.large_string()) for _, values in pieces)]).take(index)
+
+
+def _blank_name(text: str, name: str) -> str:
+    """The text with each whole-word occurrence of name replaced by MARK (word characters: letters, digits, _)."""
+    at = text.find(name)
+    while at >= 0:
+        end = at + len(name)
+        if not _word(text[at - 1:at]) and not _word(text[end:end + 1]):
+            text = text[:at] + MARK + text[end:]
+        at = text.find(name, at + 1)
+    return text
+
+
+def _word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+# the checks together
+
+
+def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame) -> tuple[dict[str, np.ndarray], pa.Array]:
+    """(codes, repaired): each check's outcome code per row (OUTCOMES) with the action, and the text after repairs.
+
+    `batch` is the day's whole plan: no message may name another of its customers or hold one of its ids.
+    """
+    text = _arrow(text).fill_null("")  # a failed generation: "", which fails length, name and offer
+    names = _arrow(clean_name(rows["name"]))
+    expected = pct_texts(rows["offer_pct"].to_numpy(dtype=np.float64))
+    length = pc.utf8_length(text).to_numpy()
+    own, other = _name_checks(text, names, clean_name(batch["name"]).unique())
+    ok = {check: np.ones(len(rows), dtype=bool) for check in CHECKS}
+    # the content rules, on the few rows one of them might reject
+    sus = np.flatnonzero(_matches(text, _SUSPECT_RE))
+    ok["banned"][sus] = ~has_banned(text.take(sus), names.take(sus))
+    ok["content"][sus] = ~_matches(text.take(sus), CONTENT)
+    ok["contact"][sus] = ~has_contact(text.take(sus), ALLOWED_LINKS, ALLOWED_PHONES)
+    ok["injection"][sus] = ~has_injection(text.take(sus))
+    # the customer rules
+    ok["others"] = ~(other | has_customer_id(text, batch["customer_id"]))
+    ok["length"] = (length >= MIN_CHARS) & (length <= MAX_CHARS)
+    ok["name"], ok["offer"] = own, offer_ok(text, expected)
+    keep = np.logical_and.reduce(list(ok.values()))
+
+    # repair: trim over-long text that passes everything else, if the name and offer survive the cut
+    rest = np.logical_and.reduce([v for k, v in ok.items() if k != "length"])
+    long = np.flatnonzero(rest & (length > MAX_CHARS))
+    cut = _arrow(trim(pd.Series(text.take(long), dtype="str")))
+    fits = ((pc.utf8_length(cut).to_numpy() >= MIN_CHARS) & has_name(cut, names.take(long))
+            & offer_ok(cut, expected[long]))  # the cut is at most MAX_CHARS long
+    repaired = np.zeros(len(rows), dtype=bool)
+    repaired[long[fits]] = True
+    text = _put(text, [(long[fits], cut.filter(fits))])
+
+    codes = {name: np.where(passed, 0, 1) for name, passed in ok.items()}
+    codes["length"] = np.select([ok["length"], repaired], [PASS, TRIMMED], default=FAIL)
+    codes["action"] = np.select([keep, repaired], [NONE, REPAIRED], default=TEMPLATE)
+    return codes, text
+
+
+def acceptable(rows: pd.DataFrame, text: pd.Series, batch: pd.DataFrame) -> np.ndarray:
+    """True where the shield would send the text as written or repaired (the generators retry the rest)."""
+    return evaluate(rows, text, batch)[0]["action"] != TEMPLATE
 
 
 # the stage
@@ -118,54 +305,38 @@ def _strings(s: pd.Series) -> np.ndarray:
 def shield(plan: pd.DataFrame, cfg: Config, ds: str) -> pd.DataFrame:
     """The plan of day `ds` with each contacted message checked and repaired or replaced, plus shield_checks (JSON).
 
-    `cfg` keeps the stage signature of the daily DAG; the rules themselves are this module's data.
+    A replaced row's generator becomes template_fallback. `cfg` keeps the stage signature of the daily DAG; the
+    rules themselves are this module's data.
     """
     contact = plan["contact"].to_numpy(dtype=bool)
     rows = plan.loc[contact]
-    text = rows["message"].astype("str").fillna("")  # a failed generation is an empty message: it gets the template
-    names = clean_name(rows["name"])
-    expected = pct_texts(rows["offer_pct"].to_numpy(dtype=np.float64))
-
-    # check the message as written
-    length = text.str.len().to_numpy()
-    found = {"banned": ~has_banned(text, names), "content": ~has_unsafe(text),
-             "length": (length >= MIN_CHARS) & (length <= MAX_CHARS),
-             "name": has_name(text, names), "offer": offer_ok(text, expected)}
-    keep = np.logical_and.reduce(list(found.values()))
-
-    # repair: trim over-long text that passes everything else, if the name and offer survive the cut
-    long = np.flatnonzero(found["banned"] & found["content"] & found["name"] & found["offer"] & (length > MAX_CHARS))
-    cut = trim(text.iloc[long])
-    fits = cut.str.len().between(MIN_CHARS, MAX_CHARS).to_numpy()
-    fixed = long[fits & has_name(cut, names.iloc[long]) & offer_ok(cut, expected[long])]
-    repaired = np.zeros(len(rows), dtype=bool)
-    repaired[fixed] = True
-
-    # replace the rest by the safe template
-    final = text.to_numpy(dtype=object)
-    final[long] = cut.to_numpy(dtype=object)  # the ones that did not fit are replaced next
-    replace = ~keep & ~repaired
-    final[replace] = template_messages(rows.loc[replace], ds).to_numpy(dtype=object)
-
-    codes = {name: np.where(ok, 0, 1) for name, ok in found.items()}  # indices into OUTCOMES
-    codes["length"] = np.select([found["length"], repaired], [0, 1], default=2)
-    codes["action"] = np.select([keep, repaired], [0, 1], default=2)
-    return plan.assign(message=_spread(final, contact, plan.index),
+    codes, text = evaluate(rows, rows["message"], plan)
+    replace = codes["action"] == TEMPLATE
+    text = _put(text, [(np.flatnonzero(replace), _arrow(template_messages(rows.loc[replace], ds)))])
+    generator = plan["generator"].mask(_spread_bool(replace, contact), "template_fallback")
+    return plan.assign(message=_spread(text, contact, plan.index), generator=generator,
                        shield_checks=_spread(_checks_json(codes), contact, plan.index))
 
 
-def _spread(values: np.ndarray, contact: np.ndarray, index: pd.Index) -> pd.Series:
-    """A str column holding `values` on the contacted rows and null elsewhere."""
-    out = np.full(len(contact), None, dtype=object)
-    out[contact] = values.astype(object)
-    return pd.Series(out, index=index, dtype="str")
+def _spread_bool(values: np.ndarray, contact: np.ndarray) -> np.ndarray:
+    """A bool per plan row: `values` on the contacted rows, False elsewhere."""
+    out = np.zeros(len(contact), dtype=bool)
+    out[contact] = values
+    return out
 
 
-def _checks_json(codes: dict[str, np.ndarray]) -> np.ndarray:
+def _spread(values, contact: np.ndarray, index: pd.Index) -> pd.Series:
+    """A str column holding `values` (Arrow or numpy, one per contacted row) there and null elsewhere."""
+    at = np.cumsum(contact) - 1  # plan row -> its place among the contacted rows
+    taken = _arrow(values).take(pa.array(np.maximum(at, 0), mask=~contact))  # a masked index gives null
+    return pd.Series(taken, index=index, dtype="str")
+
+
+def _checks_json(codes: dict[str, np.ndarray]) -> pa.Array:
     """One JSON object per row, {"banned": "pass", ..., "action": "none"}; written once per distinct outcome."""
     key = np.zeros(len(codes["action"]), dtype=np.int64)
     for name, outcomes in OUTCOMES.items():
         key = key * len(outcomes) + codes[name]
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     texts = [json.dumps({name: OUTCOMES[name][codes[name][i]] for name in OUTCOMES}) for i in first]
-    return np.array(texts, dtype=object)[inverse]
+    return pa.array(texts, type=pa.large_string()).take(inverse)

@@ -1,0 +1,241 @@
+"""LLM message backends: `transformers` (batched, CPU here) and `vllm` (offline batches on a GPU, LoRA adapter).
+
+Both take the prompts of `generate.build_prompt` in the tokenizer's chat template, sample with one seed per customer
+and day, and return one line of text per prompt (None where the generation failed or timed out). `llm_messages`
+runs a backend over the contacted rows with one retry for what the shield would reject; the shield stage then puts
+the safe template in place of whatever still fails. The model is the RLHF champion (a PEFT LoRA adapter over the
+base) when one exists, else the base instruct model as it is.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+
+from retention.config import Config
+from retention.messages import shield as rules
+from retention.messages.generate import build_prompt
+from retention.plan import stable_hash
+from retention.rlhf.base import base_model_path
+
+log = logging.getLogger(__name__)
+
+MAX_NEW_TOKENS = 60
+"""Enough for a 200-character message (about 45 tokens), bounded so a rambling model costs little."""
+TEMPERATURE, TOP_K, TOP_P = 0.7, 50, 0.9
+"""Sampling of both backends: the 50 likeliest tokens, then the nucleus holding 90 % of their probability."""
+BATCH_SIZE = 16
+"""Prompts per transformers batch (CPU); vLLM schedules its own batches."""
+BATCH_TIMEOUT_S = 300.0
+"""A transformers batch stops here; its unfinished rows count as failed (and are retried). A batch of 16 took
+40 s (one thread) to 110 s (two) on a 2-core machine shared with other jobs."""
+ATTEMPTS = 2
+"""A generation that fails is retried once with a new seed, then left to the shield's template."""
+ADAPTER_CONFIG = "adapter_config.json"
+"""The file that marks a PEFT adapter directory (the ppo_text champion)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A loaded generator: its name for the `generator` column, its version for `message_model`, and the call."""
+
+    name: str
+    version: str
+    complete: Callable[[list[str], np.ndarray], list[str | None]]
+
+
+# model and version
+
+
+def champion_adapter(cfg: Config) -> Path | None:
+    """The RLHF champion's adapter directory, or None when there is no champion yet."""
+    path = cfg.model_dir("ppo_text")
+    return path if (path / ADAPTER_CONFIG).is_file() else None
+
+
+def model_version(base: str, adapter: Path | None) -> str:
+    """`ppo_text:<version>` of the champion (metrics.json, else the folder name), or `base:<base model>`."""
+    if adapter is None:
+        return f"base:{Path(base).name}"
+    metrics = adapter / "metrics.json"
+    version = json.loads(metrics.read_text())["version"] if metrics.is_file() else adapter.resolve().name
+    return f"ppo_text:{version}"
+
+
+@functools.lru_cache(maxsize=1)
+def load_backend(cfg: Config) -> Backend:
+    """The backend cfg.generator names, model loaded once per process (the CLI and a server call it often)."""
+    if cfg.generator not in ("transformers", "vllm"):
+        raise ValueError(f"generator {cfg.generator!r} is not an LLM backend (transformers | vllm)")
+    base = base_model_path(cfg.artifacts, cfg.base_model)
+    adapter = champion_adapter(cfg)
+    version = model_version(base, adapter)
+    if cfg.generator == "transformers":
+        model, tokenizer = load_transformers(base, adapter)
+        return Backend("transformers", version, functools.partial(transformers_complete, model, tokenizer))
+    engine, lora = load_vllm(base, adapter)
+    return Backend("vllm", version, functools.partial(vllm_complete, engine, lora))
+
+
+def chat_text(tokenizer, prompt: str) -> str:
+    """The prompt as the single user turn of the tokenizer's chat template, ready for the assistant's reply."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def row_seeds(customer_ids: pd.Series, ds: str, attempt: int) -> np.ndarray:
+    """A sampling seed per customer, day and attempt (31 bits: what every sampler accepts)."""
+    return (stable_hash(customer_ids.astype("str") + f"|{ds}|{attempt}") >> np.uint64(33)).astype(np.int64)
+
+
+def one_line(text: str) -> str:
+    """A reply as a message: whitespace runs (newlines too) made one space, a `Message:` label and quotes dropped."""
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"^(?:message|assistant)\s*:\s*", "", text, flags=re.I)
+    return text.strip("\"' ")
+
+
+# transformers
+
+
+def cpu_threads() -> int:
+    """The cores this process may use (its CPU affinity, which a container or taskset narrows), not the host's."""
+    return len(os.sched_getaffinity(0))
+
+
+def load_transformers(base: str, adapter: Path | None):
+    """(model, tokenizer) on CPU in eval mode: the base, with the adapter merged in when there is one."""
+    torch.set_num_threads(cpu_threads())
+    tokenizer = AutoTokenizer.from_pretrained(adapter or base)  # the adapter carries the tokenizer it was trained with
+    tokenizer.padding_side = "left"  # generation appends on the right, so every row's prompt must end there
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.eval(), tokenizer
+
+
+class RowSampler(LogitsProcessor):
+    """Top-k, top-p sampling at a temperature by the Gumbel-max trick, one seeded generator per row.
+
+    Returns scores that are 0 at the sampled token and -inf elsewhere, so greedy decoding takes the sample. What
+    a row draws depends on its own seed only, not on the rows it is batched with (`do_sample` would share one
+    generator across the batch).
+    """
+
+    def __init__(self, seeds: np.ndarray, temperature: float = TEMPERATURE, top_k: int = TOP_K, top_p: float = TOP_P):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        top, token = scores.float().topk(self.top_k, dim=-1)  # (B, k), likeliest first
+        top = top / self.temperature
+        probs = top.softmax(dim=-1)
+        top = top.masked_fill(probs.cumsum(dim=-1) - probs > self.top_p, float("-inf"))  # past the nucleus
+        u = torch.stack([torch.rand(self.top_k, generator=g) for g in self.generators]).clamp(1e-10, 1 - 1e-10)
+        pick = (top - torch.log(-torch.log(u))).argmax(dim=-1, keepdim=True)  # + Gumbel(0, 1): a sample, (B, 1)
+        return torch.full_like(scores, float("-inf")).scatter_(1, token.gather(1, pick), 0.0)
+
+
+def transformers_complete(model, tokenizer, prompts: list[str], seeds: np.ndarray,
+                          batch_size: int = BATCH_SIZE, timeout_s: float = BATCH_TIMEOUT_S) -> list[str | None]:
+    """One line per prompt, None where its batch raised or the row was unfinished when the batch timed out."""
+    out: list[str | None] = [None] * len(prompts)
+    order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths share a batch: less padding
+    for start in range(0, len(prompts), batch_size):
+        rows = order[start:start + batch_size]
+        try:
+            texts = _generate_batch(model, tokenizer, [prompts[i] for i in rows], seeds[rows], timeout_s)
+        except RuntimeError as err:  # torch's errors (memory, shapes): this batch fails, the run goes on
+            log.warning("generation batch of %d failed: %s", len(rows), err)
+            continue
+        for i, text in zip(rows, texts):
+            out[i] = text
+    return out
+
+
+def _generate_batch(model, tokenizer, prompts: list[str], seeds: np.ndarray, timeout_s: float) -> list[str | None]:
+    enc = tokenizer([chat_text(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
+                    add_special_tokens=False)  # the chat template already holds its special tokens
+    start = time.monotonic()
+    with torch.inference_mode():
+        ids = model.generate(**enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, max_time=timeout_s,
+                             logits_processor=LogitsProcessorList([RowSampler(seeds)]),
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    timed_out = time.monotonic() - start >= timeout_s
+    new = ids[:, enc["input_ids"].shape[1]:]  # (B, new tokens)
+    finished = (new == tokenizer.eos_token_id).any(dim=1).tolist()
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    return [None if timed_out and not done else one_line(t) for t, done in zip(texts, finished)]
+
+
+# vllm
+
+
+def vllm_requests(seeds: np.ndarray, adapter: Path | None) -> tuple[list[dict], dict | None]:
+    """The keyword arguments of each prompt's SamplingParams, and of the LoRARequest (None without an adapter)."""
+    params = [dict(temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P, max_tokens=MAX_NEW_TOKENS, seed=int(s))
+              for s in seeds]
+    lora = None if adapter is None else dict(lora_name="ppo_text", lora_int_id=1, lora_path=str(adapter))
+    return params, lora
+
+
+def load_vllm(base: str, adapter: Path | None):
+    """(engine, adapter) for offline generation; vllm is imported here only, from the `gpu` extra."""
+    try:
+        from vllm import LLM
+    except ImportError as err:
+        raise ImportError("generator 'vllm' needs the vllm package: install the project's `gpu` extra "
+                          "(pip install '.[gpu]') on a GPU machine, or use generator 'transformers'") from err
+    rank = json.loads((adapter / ADAPTER_CONFIG).read_text())["r"] if adapter is not None else 8
+    return LLM(model=base, enable_lora=adapter is not None, max_lora_rank=max(rank, 8), seed=0), adapter
+
+
+def vllm_complete(engine, adapter: Path | None, prompts: list[str], seeds: np.ndarray) -> list[str | None]:
+    """One line per prompt from one offline batch (vLLM schedules and pads it), the adapter on every request."""
+    from vllm import SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    params, lora = vllm_requests(seeds, adapter)
+    tokenizer = engine.get_tokenizer()
+    outputs = engine.generate([chat_text(tokenizer, p) for p in prompts], [SamplingParams(**p) for p in params],
+                              lora_request=None if lora is None else LoRARequest(**lora))
+    return [one_line(o.outputs[0].text) if o.outputs and o.finished else None for o in outputs]
+
+
+# the retry loop
+
+
+def llm_messages(rows: pd.DataFrame, ds: str, backend: Backend, batch: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(message, generator) of the contacted `rows`: a second attempt, with a new seed, where the first would be
+    rejected by the shield (checked against the whole `batch`); "<backend>_retry" marks what the retry produced.
+
+    Rows that fail twice keep their last text (null after an error) for the shield to replace by the template.
+    """
+    prompts = [build_prompt(row, pct) for row, pct in zip(rows.to_dict("records"), rows["offer_pct"])]
+    message = pd.Series(pd.NA, index=rows.index, dtype="str")
+    generator = pd.Series(backend.name, index=rows.index, dtype="str")
+    todo = np.arange(len(rows))
+    for attempt in range(ATTEMPTS):
+        if not todo.size:
+            break
+        seeds = row_seeds(rows["customer_id"].iloc[todo], ds, attempt)
+        text = pd.Series(backend.complete([prompts[i] for i in todo], seeds), dtype="str")
+        message.iloc[todo] = text.to_numpy()
+        generator.iloc[todo] = backend.name if attempt == 0 else f"{backend.name}_retry"
+        todo = todo[~rules.acceptable(rows.iloc[todo], text, batch)]
+        log.info("%s attempt %d: %d of %d messages need another try", backend.name, attempt + 1, len(todo), len(rows))
+    return message, generator
+
