@@ -136,6 +136,14 @@ def champions(risk_dir: str, accept_dir: str) -> tuple[RiskModel, AcceptModel]:
     return RiskModel.load(risk_dir), AcceptModel.load(accept_dir)
 
 
+@functools.lru_cache(maxsize=2)
+def _policy(policy_dir: str):
+    """The decision-policy champion (None: the greedy rule), loaded once per process."""
+    from retention.policy import load_policy
+
+    return load_policy(policy_dir)
+
+
 # the decision
 
 
@@ -147,7 +155,8 @@ def decide_one(cfg: Config, facts: Mapping[str, Any], ds: str) -> dict[str, Any]
     """
     day = validate_facts(facts, ds)
     risk, accept = champions(str(cfg.model_dir("risk")), str(cfg.model_dir("accept")))
-    decided = policy.decide(score(day, risk, accept, dt.date.fromisoformat(ds)), cfg)
+    decided = policy.decide(score(day, risk, accept, dt.date.fromisoformat(ds)), cfg,
+                            _policy(str(cfg.model_dir("policy"))), ds)
     row = shield_rules.shield(generator.generate(decided, cfg, ds), cfg, ds)
     row["send_at"] = schedule.send_at(row, ds, cfg.quiet_start_hour, cfg.quiet_end_hour)
     return summary(row.iloc[0], ds, {"risk": risk.version_, "accept": accept.version_})
