@@ -17,7 +17,8 @@ Dynamics, all from the calibrated champions (nothing hand-tuned but the time sca
 - contacts add to the fatigue window and start the cooldown; suppressed and holdout customers are never candidates.
 
 `Simulator` steps the whole cohort at once with numpy; `decide_day` is the hard-rule-enforcing sampler the daily
-rollout and training share; `RetentionEnv` is the one-decision-per-step Gymnasium view of the same simulator.
+rollout and training share (the state's budget_remaining is the budget left when the row's block of candidates
+starts; the budget mask is exact per row); `RetentionEnv` is the one-decision-per-step Gymnasium view.
 """
 from __future__ import annotations
 
