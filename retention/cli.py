@@ -108,6 +108,26 @@ def cmd_backfill(cfg: Config, args: argparse.Namespace) -> None:
         print(f"{ds}: {json.dumps(summary['publish'], default=str)}")
 
 
+def cmd_ope(cfg: Config, args: argparse.Namespace) -> None:
+    """Value of a candidate policy from the logged plans and outcomes in [start, end]: IPS, SNIPS, DR."""
+    from retention import bq, ope
+    from retention.policy import load_policy
+
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    if end < start:
+        sys.exit(f"--end {end} is before --start {start}")
+    target = load_policy(args.policy or cfg.model_dir("policy"))
+    if target is None:
+        sys.exit(f"no policy in {args.policy or cfg.model_dir('policy')}")
+    rows = ope.logged_data(bq.client(cfg), cfg, start, end)
+    if rows.empty:
+        sys.exit(f"no logged plans in {start} .. {end}")
+    logs = ope.logged_decisions(rows, cfg, target)
+    print(f"target {target.version}; logged {len(logs):,} decisions by {', '.join(logs['policy_model'].unique())}; "
+          f"mean logged reward {logs['reward'].mean():.3f}")
+    print(_table(ope.estimate(logs, n_boot=args.n_boot, seed=args.seed).round(3)))
+
+
 def cmd_query(cfg: Config, args: argparse.Namespace) -> None:
     from retention import bq
 
@@ -200,6 +220,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("sql", nargs="?", help="standard SQL; @ds is bound to --ds")
     s.add_argument("--ds", type=_day, default=today)
     s.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("ope", help="off-policy estimate of a candidate policy from logged plans and outcomes")
+    s.add_argument("--start", type=_day, required=True, help="first plan_date (inclusive)")
+    s.add_argument("--end", type=_day, required=True, help="last plan_date (inclusive)")
+    s.add_argument("--policy", default="", help="policy directory (default: the champion)")
+    s.add_argument("--n-boot", type=int, default=500)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_ope)
 
     s = sub.add_parser("summary", help="the latest run of a day and an example query over its plan")
     s.add_argument("--ds", type=_day, default=today)
