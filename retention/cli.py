@@ -153,6 +153,18 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
         print(f"  {key:<22}{run[key]}")
     print(f"  {'stage_seconds':<22}{run['stage_seconds']}")
     print(f"  {'model_versions':<22}{run['model_versions']}")
+    day = dt.date.fromisoformat(args.ds)
+    messages = bq.query(client, cfg, f"SELECT generator, JSON_VALUE(shield_checks, '$.action') AS shield_action, "
+                                     f"COUNT(*) AS messages FROM `{cfg.table('contact_plan')}` "
+                                     "WHERE plan_date = @ds AND contact GROUP BY 1, 2 ORDER BY 3 DESC", ds=day)
+    print("\nMessages by generator and shield action:")
+    print(_table(messages))
+    samples = bq.query(client, cfg, f"SELECT customer_id, offer_pct, generator, message, send_at "
+                                    f"FROM `{cfg.table('contact_plan')}` WHERE plan_date = @ds AND contact "
+                                    "ORDER BY expected_value DESC, customer_id LIMIT 3", ds=day)
+    print("\nThree sample messages (highest expected value):")
+    for _, r in samples.iterrows():
+        print(f"  {r['customer_id']} [{r['generator']}, offer {r['offer_pct']:.0%}, send {r['send_at']}]: {r['message']}")
     print("\nExample query (bq query --use_legacy_sql=false, or `retention query`):")
     cmd_query(cfg, argparse.Namespace(sql=None, ds=args.ds))
 

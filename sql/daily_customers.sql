@@ -25,9 +25,10 @@ suppressed AS (
 )
 SELECT
   c.*,
-  COALESCE(h.contacts_in_window, 0) AS contacts_in_window,
-  COALESCE(h.days_since_contact, 999) AS days_since_contact,
-  COALESCE(h.total_contacts, 0) AS total_contacts,
+  -- explicit INT64: the emulator's counts are wider integers, which a table read would carry as NUMERIC
+  CAST(COALESCE(h.contacts_in_window, 0) AS INT64) AS contacts_in_window,
+  CAST(COALESCE(h.days_since_contact, 999) AS INT64) AS days_since_contact,
+  CAST(COALESCE(h.total_contacts, 0) AS INT64) AS total_contacts,
   CASE
     WHEN h.customer_id IS NULL THEN 'nonexistent'
     WHEN l.accepted THEN 'success'

@@ -63,7 +63,8 @@ PERCENT = r"[0-9]+(?:[.,][0-9]+)?\s*(?:%|(?i:per ?cent))"
 TEMPLATE_WORDS = frozenset(re.findall(r"[\w']+", " ".join([*sum(OPENINGS.values(), ()), *CHECK_IN, *DISCOUNT])))
 """Words of the template wordings: a customer called "Dear" or "Welcome" is not named by a template."""
 NAME_CHUNK = 2000
-"""Names per alternation when looking for other customers' names (keeps each RE2 program small)."""
+"""Names per RE2 pass when looking for other customers' names: each pass costs about 0.1-0.3 s per million
+messages, so a day whose names are first names (hundreds to tens of thousands) takes one to a few passes."""
 OWN_NAME_GROUP = 64
 """Rows sharing a name from which one replace call per name beats a Python loop over them."""
 MARK = "\x00"
@@ -136,18 +137,35 @@ def has_other_name(text, names, batch_names: Iterable[str]) -> np.ndarray:
 
 
 def _other_names(masked: pa.Array, batch_names: Iterable[str]) -> np.ndarray:
-    """True where the masked text holds one of the batch names as whole words.
+    """True where the masked text holds one of the batch names as whole words (case-sensitive).
 
     Names made only of template words ("Dear", "Welcome") and one-letter names are left out: the template
-    itself could not be sent otherwise. Names match as written (case-sensitive), longest first.
+    itself could not be sent otherwise. RE2 finds the rows holding any name as a plain substring, NAME_CHUNK
+    names a pass (an alternation with word edges around it blows up RE2's automaton, one without stays
+    linear); the few rows it finds are then read word by word.
     """
-    others = sorted({n for n in batch_names if len(n) > 1 and n != FALLBACK_NAME
-                     and not set(n.split()) <= TEMPLATE_WORDS}, key=len, reverse=True)
+    others = {n for n in batch_names if len(n) > 1 and n != FALLBACK_NAME and not set(n.split()) <= TEMPLATE_WORDS}
+    names = sorted(others)
+    maybe = np.zeros(len(masked), dtype=bool)
+    for start in range(0, len(names), NAME_CHUNK):
+        maybe |= _matches(masked, "|".join(re.escape(n) for n in names[start:start + NAME_CHUNK]))
     hit = np.zeros(len(masked), dtype=bool)
-    for start in range(0, len(others), NAME_CHUNK):
-        chunk = "|".join(re.escape(n) for n in others[start:start + NAME_CHUNK])
-        hit |= _matches(masked, rf"(?:^|{_EDGE})(?:{chunk})(?:{_EDGE}|$)")
+    as_words = {" ".join(_WORDS.findall(n)) for n in others}  # "J.R. Ewing" is read as the words "J.R Ewing"
+    hit[maybe] = [_names_in(t, as_words) for t in masked.filter(maybe).to_pylist()]
     return hit
+
+
+_WORDS = re.compile(r"[^\W_]+(?:['\u2019.\-][^\W_]+)*")  # a word, with the name punctuation inside it ("O'Brien")
+_PIECES = re.compile(r"['\u2019.\-]")
+
+
+def _names_in(text: str, names: set[str]) -> bool:
+    """True when the text holds a name as whole words: a run of 1-4 words ("Mary Ann"), or a piece of a word
+    that name punctuation joins ("Bob" in "Bob's", "Mary" in "Mary-Jane")."""
+    words = _WORDS.findall(text)
+    pieces = {p for w in words for p in _PIECES.split(w)}
+    runs = {" ".join(words[i:i + n]) for n in range(1, 5) for i in range(len(words) - n + 1)}
+    return not names.isdisjoint(runs) or not names.isdisjoint(pieces)
 
 
 def has_customer_id(text, batch_ids: pd.Series) -> np.ndarray:

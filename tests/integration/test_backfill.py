@@ -25,7 +25,7 @@ DAYS = [START + dt.timedelta(days=i) for i in range(10)]
 END = DAYS[-1]
 PREFIX = "BF-"
 N = 30
-STAGING = re.compile(r"(contact_plan|plan_runs|rejects)_(\d{8})_[0-9a-f]{8}")
+STAGING = re.compile(r"(contact_plan|plan_runs|rejects|extract)_(\d{8})_[0-9a-f]{8,12}")
 
 
 @pytest.fixture(scope="module")

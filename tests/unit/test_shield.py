@@ -100,6 +100,15 @@ def test_other_customers_names_and_ids_are_caught():
     assert [c["others"] for c in _checks(out.head(6))] == ["pass", "fail", "pass", "fail", "pass", "pass"]
 
 
+def test_other_names_are_read_as_whole_words():
+    batch = pd.Series(["Bob", "Mary Ann", "J.R. Ewing", "Li", "Jo-Ann"])
+    kim = GOOD.replace("Ann", "Kim")
+    texts = pd.Series([kim + t for t in (" Bob's here.", " Bobby here.", " mary ann.", " Mary Ann!", " J.R. Ewing",
+                                          " Lily", " (Li)", " Jo-Ann.", " Jo", " Mary-Ann")])
+    assert has_other_name(texts, pd.Series(["Kim"] * 10), batch).tolist() == [
+        True, False, False, True, True, False, True, True, False, False]
+
+
 def test_own_name_is_not_another_customers_even_when_it_contains_one():
     batch = pd.DataFrame({"customer_id": ["a", "b", "c"], "name": ["Mary Ann", "Ann", "Al"]})
     texts = pd.Series(["Hi Mary Ann, " + GOOD[8:], "Hi Al, also Alan.", "Hi Al, Al and Ann."])
