@@ -41,9 +41,10 @@ from retention.rlhf.sft import POLICY, REFERENCE, load_policy, save_adapter
 NAME = "ppo_text"
 PROFILES = {
     "tiny": (PPOConfig(steps=2, batch_size=2, minibatch_size=1, update_epochs=1, max_new_tokens=8, kl_horizon=16), 4),
-    # quick: 10 x 8 messages; the horizon is short so that beta visibly tracks the target within the run
-    "quick": (PPOConfig(steps=10, batch_size=8, minibatch_size=4, update_epochs=2, learning_rate=1e-4,
-                        max_new_tokens=64, kl_target=6.0, kl_horizon=64), 32),
+    # quick: 12 x 8 messages; the horizon is short so that beta visibly tracks the target within the run. With a
+    # shield penalty of 1 (one reward-model std) 10 steps let the messages grow past the shield's 200 characters.
+    "quick": (PPOConfig(steps=12, batch_size=8, minibatch_size=4, update_epochs=2, learning_rate=1e-4,
+                        max_new_tokens=64, kl_target=6.0, kl_horizon=64, shield_penalty=2.0), 32),
     "full": (PPOConfig(steps=300, batch_size=16, minibatch_size=8, update_epochs=4, learning_rate=5e-5,
                        max_new_tokens=64, kl_target=6.0, kl_horizon=2000), 200),
 }
