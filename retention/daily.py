@@ -77,8 +77,7 @@ def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """
     with _timed(cfg, ds, run_id, "extract"):
         client = bq.client(cfg)
-        day = bq.read_query(client, cfg, bq.sql_text("daily_customers", cfg), f"extract_{ds.replace('-', '')}",
-                            ds=_date(ds), window=cfg.fatigue_window_days)  # Arrow over gRPC: millions of rows
+        day = bq.query(client, cfg, bq.sql_text("daily_customers", cfg), ds=_date(ds), window=cfg.fatigue_window_days)
         if day.empty:
             raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
         related = {t: bq.query(client, cfg, bq.sql_text(f"daily_{t}", cfg), ds=_date(ds)) for t in quality.RELATED}
