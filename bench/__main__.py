@@ -24,11 +24,12 @@ TARGETS = {"shield": ("rows_per_s", 200_000), "end_to_end": ("seconds", 600)}
 """Stage targets measured at the largest scale (shield + schedule >= 200k rows/s; 1M under 10 minutes)."""
 
 
-def run_scales(scales: list[int], ds: str) -> list[dict]:
+def run_scales(scales: list[int], ds: str, shards: int, profile: str) -> list[dict]:
     records = []
     for n in scales:
         print(f"scale {n:,} ...", flush=True)
-        out = subprocess.run([sys.executable, "-m", "bench.scale", str(n), "--ds", ds], cwd=REPO_ROOT,
+        sharding = ["--shards", str(shards), "--profile", profile] if n == max(scales) else []
+        out = subprocess.run([sys.executable, "-m", "bench.scale", str(n), "--ds", ds, *sharding], cwd=REPO_ROOT,
                              capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(f"bench.scale {n} failed:\n{out.stderr[-3000:]}")
@@ -99,9 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scales", default="10000,100000,1000000", help="comma-separated customer counts")
     p.add_argument("--ratio-rows", type=int, default=100_000, help="rows for the ratio measurements")
     p.add_argument("--ds", default="2026-06-01")
+    p.add_argument("--shards", type=int, default=4, help="at the largest scale, also score in this many shards")
+    p.add_argument("--profile", default="", help="stages to profile with pyinstrument at the largest scale "
+                                                 "(their times then include the profiler's overhead)")
     args = p.parse_args(argv)
     cfg = load_config({"dataset": "bench"})
-    records = run_scales([int(s) for s in args.scales.split(",")], args.ds)
+    records = run_scales([int(s) for s in args.scales.split(",")], args.ds, args.shards, args.profile)
     check_targets(records)
     fitted = slopes(records)
     ratio_records = run_ratios(cfg, args.ratio_rows, args.ds)

@@ -1,8 +1,10 @@
 """retention_daily: the day's contact plan, one run per logical date `ds` (see DESIGN.md).
 
-extract >> validate_input >> score >> decide >> generate >> shield >> validate_plan >> publish.
-Each task is one call into retention.daily, keyed by (ds, run_id); stages hand over Parquet files
-under the artifact root, XCom carries only small summaries.
+extract >> validate_input >> score (mapped over score_shards) >> decide >> generate >> shield >> validate_plan
+>> publish. Each task is one call into retention.daily, keyed by (ds, run_id); stages hand over Parquet files
+under the artifact root, XCom carries only small summaries. `score` is one mapped task per shard of customers
+(by customer_id hash); decide is one ordered pass over every shard's candidates, so the plan is the same
+whatever the shard count.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pendulum
 from airflow.sdk import Param, chain, dag, task
 
 from retention import daily
+from retention_runner import run_stage
 from retention.config import load_config
 
 PARAMS = {
@@ -19,6 +22,8 @@ PARAMS = {
     "generator": Param(None, type=["null", "string"], enum=[None, "template", "transformers", "vllm"],
                        description="override the message backend"),
     "holdout_share": Param(None, type=["null", "number"], minimum=0, maximum=0.5),
+    "score_shards": Param(None, type=["null", "integer"], minimum=1, maximum=1024,
+                          description="score in this many mapped tasks (customer hash shards)"),
 }
 
 
@@ -42,16 +47,23 @@ def retention_daily():
         return daily.validate_input(load_config(params), ds, run_id)
 
     @task
-    def score(ds=None, run_id=None, params=None):
-        return daily.score(load_config(params), ds, run_id)
+    def shards(params=None) -> list[int]:
+        return list(range(load_config(params).score_shards))
+
+    @task
+    def score(shard: int, ds=None, run_id=None, params=None):
+        cfg = load_config(params)
+        return daily.score(cfg, ds, run_id, shard, cfg.score_shards)
 
     @task
     def decide(ds=None, run_id=None, params=None):
-        return daily.decide(load_config(params), ds, run_id)
+        cfg = load_config(params)
+        return daily.decide(cfg, ds, run_id, cfg.score_shards)
 
     @task
     def generate(ds=None, run_id=None, params=None):
-        return daily.generate(load_config(params), ds, run_id)
+        # in-process, or on Vertex AI's L4 when generator=vllm under the vertex runner (plugins/retention_runner.py)
+        return run_stage(load_config(params), "generate", ds, run_id)
 
     @task
     def shield(ds=None, run_id=None, params=None):
@@ -66,7 +78,9 @@ def retention_daily():
         return daily.publish(load_config(params), ds, run_id, checks["report_uri"])
 
     checks = validate_plan()
-    chain(extract(), validate_input(), score(), decide(), generate(), shield(), checks, publish(checks))
+    shard_ids = shards()
+    chain(extract(), validate_input(), shard_ids, score.expand(shard=shard_ids), decide(), generate(), shield(), checks,
+          publish(checks))
 
 
 retention_daily()

@@ -11,10 +11,10 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from retention_runner import run_training_job
 
-from retention import jobs, vertex
-from retention.config import load_config
+from retention import jobs
+from retention.config import TRAIN_PROFILES, load_config
 
-SETTINGS = vertex.settings_from_env()
+CFG = load_config()
 TABULAR_CHAMPIONS = Asset(jobs.champion_uri("risk")) & Asset(jobs.champion_uri("accept"))
 POLICY_CHAMPION = Asset(jobs.champion_uri("policy"))
 
@@ -24,7 +24,7 @@ POLICY_CHAMPION = Asset(jobs.champion_uri("policy"))
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"profile": Param(SETTINGS.train_profile, enum=list(vertex.PROFILES), description="training budget")},
+    params={"profile": Param(CFG.train_profile, enum=list(TRAIN_PROFILES), description="training budget")},
     tags=["retention", "training"],
     doc_md=__doc__,
 )

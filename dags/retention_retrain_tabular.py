@@ -1,7 +1,8 @@
 """retention_retrain_tabular: retrain the risk and accept models; each promotes itself when its gate passes.
 
 Each task runs one training/ entry point through the runner: a local subprocess on the embedded
-default, a Vertex AI custom job on a CPU machine in production. A model that fails its gate fails
+default, a Vertex AI custom job on a CPU machine in production (runner and schedule from the Config).
+A model that passes its gate moves its champion pointer (retention/artifacts.py); one that fails fails
 its task, the champion stays as it was and its Asset is not updated (retention_retrain_policy
 waits for both champions).
 """
@@ -11,20 +12,20 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from retention_runner import run_training_job
 
-from retention import jobs, vertex
-from retention.config import load_config
+from retention import jobs
+from retention.config import TRAIN_PROFILES, load_config
 
-SETTINGS = vertex.settings_from_env()
+CFG = load_config()
 RISK_CHAMPION = Asset(jobs.champion_uri("risk"))
 ACCEPT_CHAMPION = Asset(jobs.champion_uri("accept"))
 
 
 @dag(
-    schedule=SETTINGS.tabular_schedule,
+    schedule=CFG.retrain_tabular_schedule,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"profile": Param(SETTINGS.train_profile, enum=list(vertex.PROFILES), description="training budget")},
+    params={"profile": Param(CFG.train_profile, enum=list(TRAIN_PROFILES), description="training budget")},
     tags=["retention", "training"],
     doc_md=__doc__,
 )

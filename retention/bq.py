@@ -41,8 +41,11 @@ def storage_client(cfg: Config):
         return bigquery_storage_v1.BigQueryReadClient()
     import grpc
 
-    # read streams carry Arrow record batches far larger than gRPC's 4 MB default (the cloud client lifts it too)
-    channel = grpc.insecure_channel(f"127.0.0.1:{cfg.bq_grpc_port}", options=[("grpc.max_receive_message_length", -1)])
+    # read streams carry Arrow record batches far larger than gRPC's 4 MB default (the cloud client lifts it too);
+    # keepalive pings make a read from an emulator that died mid-stream fail in seconds instead of waiting forever
+    options = [("grpc.max_receive_message_length", -1), ("grpc.keepalive_time_ms", 10_000),
+               ("grpc.keepalive_timeout_ms", 5_000), ("grpc.keepalive_permit_without_calls", 1)]
+    channel = grpc.insecure_channel(f"127.0.0.1:{cfg.bq_grpc_port}", options=options)
     return bigquery_storage_v1.BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
 
 
@@ -100,18 +103,21 @@ def query(bq: bigquery.Client, cfg: Config, sql: str, **params: Any) -> pd.DataF
     return rows.to_dataframe(create_bqstorage_client=False)
 
 
-def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, **params: Any) -> pd.DataFrame:
+def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: str | None = None,
+               **params: Any) -> pd.DataFrame:
     """Run a query into a staging table, read it over the Storage Read API (Arrow streams), drop the table.
 
     For large results: BigQuery and the emulator both serve table reads over gRPC, while the emulator
     cannot serve a query's anonymous result table that way; CREATE TABLE AS is the portable statement.
+    A table read keeps no ORDER BY (streams arrive in any order): `order_by` sorts the rows here.
     """
     dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
     execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
     try:
-        return bq.list_rows(dest).to_dataframe(bqstorage_client=storage_client(cfg))
+        rows = bq.list_rows(dest).to_dataframe(bqstorage_client=storage_client(cfg))
     finally:
         bq.delete_table(dest, not_found_ok=True)
+    return rows.sort_values(order_by, kind="stable", ignore_index=True) if order_by else rows
 
 
 def execute(bq: bigquery.Client, sql: str, **params: Any) -> int:

@@ -49,20 +49,46 @@ class Config:
     """The run fails when more than this share of input rows is rejected."""
     generator: str = "template"
     """Message backend: template | transformers | vllm."""
+    score_shards: int = 1
+    """Score the day in this many shards by customer hash (mapped tasks in the daily DAG); decide stays one pass."""
     risk_model_uri: str = ""
-    """Risk model directory; empty means `<artifact_root>/models/risk/champion`."""
+    """Risk model directory; empty means the risk champion (`model_dir`)."""
     accept_model_uri: str = ""
-    """Accept model directory; empty means `<artifact_root>/models/accept/champion`."""
+    """Accept model directory; empty means the accept champion."""
     policy_model_uri: str = ""
-    """Decision policy directory; empty means `<artifact_root>/models/policy/champion` (greedy EV when absent)."""
+    """Decision policy directory; empty means the policy champion (greedy EV when there is none)."""
     llm_max_messages: int = 0
     """Most messages an LLM backend writes per run (highest expected value first; the rest get the template); 0 = all."""
     base_model: str = ""
     """Base LM for SFT/reward/PPO-text and the generator: a path or hub id; empty means SmolLM2-135M-Instruct."""
     message_model_uri: str = ""
-    """Message model (RLHF champion) directory; empty means `<artifact_root>/models/ppo_text/champion`."""
+    """Message model directory; empty means the ppo_text (RLHF) champion."""
     data_dir: str = str(REPO_ROOT.parent / "shared" / "data")
     """Folder holding the public data sets (IBM Telco, UCI Bank Marketing, preference data)."""
+
+    # production: where training and generation jobs run (read on the Composer side, never passed to a job)
+    runner: str = "local"
+    """`local`: jobs are child processes of the Airflow worker (embedded default); `vertex`: Vertex AI custom jobs."""
+    vertex_region: str = "us-central1"
+    """Vertex AI region of the jobs (L4 GPUs are offered there); BigQuery's is `location`."""
+    train_image_cpu: str = ""
+    """Artifact Registry URI of docker/Dockerfile.train-cpu (tabular and policy jobs)."""
+    train_image_gpu: str = ""
+    """Artifact Registry URI of docker/Dockerfile.gpu (SFT, reward model, PPO-text, vLLM generation)."""
+    vertex_service_account: str = ""
+    """Email of the service account the Vertex AI jobs run as."""
+    vertex_staging_bucket: str = ""
+    """gs:// bucket (or prefix) where Vertex AI keeps each job's own output directory."""
+    vertex_artifact_uri: str = ""
+    """The artifact root as a gs:// URI: the folder the workers see at `artifact_root`, mounted into the jobs."""
+    vertex_data_uri: str = ""
+    """The data folder as a gs:// URI: the folder the workers see at `data_dir`, mounted into the jobs."""
+    retrain_tabular_schedule: str = "0 2 * * 0"
+    """Cron of retention_retrain_tabular (Sundays 02:00 UTC); the policy DAG follows its champions."""
+    retrain_rlhf_schedule: str = "0 3 1 * *"
+    """Cron of retention_retrain_rlhf (the 1st of each month, 03:00 UTC)."""
+    train_profile: str = "quick"
+    """Default `--profile` of scheduled retraining (`full` in production)."""
 
     @property
     def staging_dataset(self) -> str:
@@ -79,10 +105,13 @@ class Config:
         return Path(root).resolve()
 
     def model_dir(self, name: str) -> Path:
-        """Champion directory of model `name` unless a URI overrides it."""
+        """The directory model `name` is read from: its URI when set, else its champion (through the pointer)."""
+        # imported here, not at module level: artifacts brings the plotting stack, which DAG parsing does not need
+        from retention.artifacts import champion_dir
+
         uri = {"risk": self.risk_model_uri, "accept": self.accept_model_uri,
                "policy": self.policy_model_uri, "ppo_text": self.message_model_uri}.get(name, "")
-        return Path(uri) if uri else self.artifacts / "models" / name / "champion"
+        return Path(uri) if uri else champion_dir(self.artifacts, name)
 
     def run_dir(self, ds: str, run_id: str) -> Path:
         """Where the stages of one run of one day stage their Parquet files."""
@@ -111,6 +140,7 @@ ENV = {
     "RETENTION_HOLDOUT_SHARE": "holdout_share",
     "RETENTION_MAX_REJECT_SHARE": "max_reject_share",
     "RETENTION_GENERATOR": "generator",
+    "RETENTION_SCORE_SHARDS": "score_shards",
     "RETENTION_RISK_MODEL_URI": "risk_model_uri",
     "RETENTION_ACCEPT_MODEL_URI": "accept_model_uri",
     "RETENTION_POLICY_MODEL_URI": "policy_model_uri",
@@ -118,10 +148,28 @@ ENV = {
     "RETENTION_BASE_MODEL": "base_model",
     "RETENTION_LLM_MAX_MESSAGES": "llm_max_messages",
     "RETENTION_DATA_DIR": "data_dir",
+    "RETENTION_RUNNER": "runner",
+    "RETENTION_VERTEX_REGION": "vertex_region",
+    "RETENTION_TRAIN_IMAGE_CPU": "train_image_cpu",
+    "RETENTION_TRAIN_IMAGE_GPU": "train_image_gpu",
+    "RETENTION_VERTEX_SERVICE_ACCOUNT": "vertex_service_account",
+    "RETENTION_VERTEX_STAGING_BUCKET": "vertex_staging_bucket",
+    "RETENTION_VERTEX_ARTIFACT_URI": "vertex_artifact_uri",
+    "RETENTION_VERTEX_DATA_URI": "vertex_data_uri",
+    "RETENTION_RETRAIN_TABULAR_SCHEDULE": "retrain_tabular_schedule",
+    "RETENTION_RETRAIN_RLHF_SCHEDULE": "retrain_rlhf_schedule",
+    "RETENTION_TRAIN_PROFILE": "train_profile",
 }
 """Environment variable -> Config field."""
 
 GENERATORS = ("template", "transformers", "vllm")
+RUNNERS = ("local", "vertex")
+TRAIN_PROFILES = ("quick", "full")
+"""Profiles of scheduled retraining (the entry points also know `tiny`, for tests)."""
+VERTEX_FIELDS = ("train_image_cpu", "train_image_gpu", "vertex_service_account", "vertex_staging_bucket",
+                 "vertex_artifact_uri", "vertex_data_uri")
+"""Settings the Vertex runner cannot do without."""
+GCS_FIELDS = ("vertex_staging_bucket", "vertex_artifact_uri", "vertex_data_uri")
 
 
 def load_config(params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -159,13 +207,29 @@ def _check(cfg: Config) -> None:
     for name in ("quiet_start_hour", "quiet_end_hour"):
         if not 0 <= getattr(cfg, name) <= 23:
             raise ValueError(f"config {name}={getattr(cfg, name)}: expected an hour 0-23")
+    if not 1 <= cfg.score_shards <= 1024:
+        raise ValueError(f"config score_shards={cfg.score_shards}: expected 1-1024")
     if cfg.daily_budget < 0 or cfg.fatigue_cap < 1 or cfg.cooldown_days < 0:
         raise ValueError("config daily_budget >= 0, fatigue_cap >= 1 and cooldown_days >= 0 are required")
+    if cfg.runner not in RUNNERS:
+        raise ValueError(f"config runner={cfg.runner!r}: expected one of {RUNNERS}")
+    if cfg.train_profile not in TRAIN_PROFILES:
+        raise ValueError(f"config train_profile={cfg.train_profile!r}: expected one of {TRAIN_PROFILES}")
+    if cfg.runner == "vertex":
+        _check_vertex(cfg)
+
+
+def _check_vertex(cfg: Config) -> None:
+    """The Vertex runner's settings: all present (the error names their variables), the bucket paths gs:// URIs."""
+    variable = {field: name for name, field in ENV.items()}
+    missing = [variable[f] for f in VERTEX_FIELDS if not getattr(cfg, f)]
+    if missing:
+        raise ValueError(f"config runner='vertex' needs {', '.join(missing)}")
+    for field in GCS_FIELDS:
+        if not getattr(cfg, field).startswith("gs://"):
+            raise ValueError(f"config {field}={getattr(cfg, field)!r} ({variable[field]}): expected a gs:// URI")
 
 
 def _safe(run_id: str) -> str:
     """A run id as a folder name (Airflow run ids hold ':' and '+')."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-
-
-

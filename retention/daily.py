@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 
 from retention import bq, plan, quality
@@ -32,6 +33,7 @@ from retention.score import score as score_customers
 log = logging.getLogger(__name__)
 
 STAGES = ("extract", "validate_input", "score", "decide", "generate", "shield", "validate_plan", "publish")
+TIMINGS = "timings"
 STAGING_ABANDONED_S = 3600
 """A staging table of the day older than this was left by a killed attempt: a live one exists for seconds."""
 
@@ -52,17 +54,39 @@ def _write(cfg: Config, ds: str, run_id: str, stage: str, df: pd.DataFrame) -> P
 
 @contextmanager
 def _timed(cfg: Config, ds: str, run_id: str, stage: str) -> Iterator[None]:
-    """Record the stage's wall time (and the run's start) in the run folder for plan_runs."""
-    path = cfg.run_dir(ds, run_id) / "stages.json"
+    """Record the stage's start and wall time in its own file of the run folder (for plan_runs).
+
+    One file per stage (or score shard): mapped shards run at once on different workers, and a shared file
+    updated by each would lose some of their times.
+    """
+    path = cfg.run_dir(ds, run_id) / TIMINGS / f"{stage}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     yield
-    record = json.loads(path.read_text()) if path.exists() else {"started_at": start, "seconds": {}}
-    record["seconds"][stage] = round(time.time() - start, 3)
-    tmp = path.with_suffix(".tmp")  # a task killed mid-write must not leave JSON the next stage cannot read
-    tmp.write_text(json.dumps(record))
+    seconds = round(time.time() - start, 3)
+    tmp = path.with_suffix(".tmp")  # a task killed mid-write must not leave JSON that run_record cannot read
+    tmp.write_text(json.dumps({"start": start, "seconds": seconds}))
     tmp.replace(path)
-    log.info("%s for %s done in %.2f s", stage, ds, record["seconds"][stage])
+    log.info("%s for %s done in %.2f s", stage, ds, seconds)
+
+
+def stage_times(cfg: Config, ds: str, run_id: str) -> tuple[float, dict[str, float]]:
+    """(the run's first start, seconds per stage) from the timing files, in the order the stages ran."""
+    records = {p.stem: json.loads(p.read_text()) for p in (cfg.run_dir(ds, run_id) / TIMINGS).glob("*.json")}
+    ordered = sorted(records.items(), key=lambda kv: kv[1]["start"])
+    return min(r["start"] for r in records.values()), {name: r["seconds"] for name, r in ordered}
+
+
+def shard_name(stage: str, shard: int, shards: int) -> str:
+    """The file stem of one shard's output: the stage's own name when there is one shard."""
+    return stage if shards == 1 else f"{stage}-{shard:05d}-of-{shards:05d}"
+
+
+def shard_rows(customer_ids: pd.Series, shard: int, shards: int) -> np.ndarray:
+    """Rows of shard `shard` of `shards`: by stable hash of customer_id, so a customer's shard never moves."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} out of range for {shards} shard(s)")
+    return plan.stable_hash(customer_ids) % np.uint64(shards) == np.uint64(shard)
 
 
 def _date(ds: str) -> dt.date:
@@ -77,7 +101,9 @@ def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """
     with _timed(cfg, ds, run_id, "extract"):
         client = bq.client(cfg)
-        day = bq.query(client, cfg, bq.sql_text("daily_customers", cfg), ds=_date(ds), window=cfg.fatigue_window_days)
+        # Storage Read streams come back in no set order: sorted by id, as the query orders them
+        day = bq.read_query(client, cfg, bq.sql_text("daily_customers", cfg), f"extract_{ds.replace('-', '')}",
+                            order_by="customer_id", ds=_date(ds), window=cfg.fatigue_window_days)
         if day.empty:
             raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
         related = {t: bq.query(client, cfg, bq.sql_text(f"daily_{t}", cfg), ds=_date(ds)) for t in quality.RELATED}
@@ -109,22 +135,41 @@ def validate_input(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
             "report_uri": summary["report_uri"]}
 
 
-def score(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """Calibrated churn risk, acceptance for each offer level, reason codes: from the champions."""
-    with _timed(cfg, ds, run_id, "score"):
+def score(cfg: Config, ds: str, run_id: str, shard: int = 0, shards: int = 1) -> dict[str, Any]:
+    """Calibrated churn risk, acceptance for each offer level, reason codes: from the champions.
+
+    With shards > 1 this scores one shard of the customers (a mapped task per shard); decide reads them all.
+    """
+    name = shard_name("score", shard, shards)
+    with _timed(cfg, ds, run_id, name):
         risk = RiskModel.load(cfg.model_dir("risk"))
         accept = AcceptModel.load(cfg.model_dir("accept"))
-        scored = score_customers(_read(cfg, ds, run_id, "validate_input"), risk, accept, _date(ds))
+        day = _read(cfg, ds, run_id, "validate_input")
+        if shards > 1:
+            day = day[shard_rows(day["customer_id"], shard, shards)].reset_index(drop=True)
+        scored = score_customers(day, risk, accept, _date(ds))
         scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
-        _write(cfg, ds, run_id, "score", scored)
-    return {"scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
+        _write(cfg, ds, run_id, name, scored)
+    return {"shard": shard, "scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
 
 
-def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """Contact or wait, which offer, when to follow up: under the hard rules, within the budget."""
+def read_scored(cfg: Config, ds: str, run_id: str, shards: int = 1) -> pd.DataFrame:
+    """Every shard's scores as one frame in customer_id order (the order an unsharded score keeps)."""
+    if shards == 1:
+        return _read(cfg, ds, run_id, "score")
+    parts = [_read(cfg, ds, run_id, shard_name("score", s, shards)) for s in range(shards)]
+    return pd.concat(parts, ignore_index=True).sort_values("customer_id", kind="stable", ignore_index=True)
+
+
+def decide(cfg: Config, ds: str, run_id: str, shards: int = 1) -> dict[str, Any]:
+    """Contact or wait, which offer, when to follow up: under the hard rules, within the budget.
+
+    One ordered pass over all the day's candidates, whatever the score shards: the policy sees the budget left,
+    so each decision depends on every one before it in the queue.
+    """
     with _timed(cfg, ds, run_id, "decide"):
         policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
-        decided = plan.decide(_read(cfg, ds, run_id, "score"), cfg, policy, ds)
+        decided = plan.decide(read_scored(cfg, ds, run_id, shards), cfg, policy, ds)
         _write(cfg, ds, run_id, "decide", decided)
     return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2),
             "policy": str(decided["policy_model"].iloc[0]) if len(decided) else ""}
@@ -188,7 +233,7 @@ def sweep_staging(client, cfg: Config, ds: str) -> list[str]:
 
 def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_uri: str) -> dict[str, Any]:
     """The plan_runs row: counts, budget and spend, rule violations, stage times, model versions."""
-    stages = json.loads((cfg.run_dir(ds, run_id) / "stages.json").read_text())
+    started_at, seconds = stage_times(cfg, ds, run_id)
     rejected = len(_read(cfg, ds, run_id, "extract")) - len(final)
     contacted = final["contact"]
     versions = {c: str(final[c].iloc[0]) for c in ("risk_model", "accept_model", "policy_model") if c in final}
@@ -196,22 +241,25 @@ def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_ur
     versions["generators"] = final["generator"].value_counts().to_dict()
     return {
         "plan_date": _date(ds), "run_id": run_id,
-        "started_at": pd.Timestamp(stages["started_at"], unit="s", tz="UTC"),
+        "started_at": pd.Timestamp(started_at, unit="s", tz="UTC"),
         "finished_at": pd.Timestamp.now(tz="UTC"),
         "customers": len(final), "rejected": rejected, "contacted": int(contacted.sum()),
         "holdout": int(final["holdout"].sum()), "budget": cfg.daily_budget,
         "spend": round(float(final.loc[contacted, "offer_cost"].sum()), 2),
         "expected_net_revenue": round(float(final.loc[contacted, "expected_value"].sum()), 2),
         "violations": int(sum(plan.violations(final, cfg).values())),
-        "stage_seconds": json.dumps(stages["seconds"]), "model_versions": json.dumps(versions),
+        "stage_seconds": json.dumps(seconds), "model_versions": json.dumps(versions),
         "report_uri": report_uri,
     }
 
 
 def run_all(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """Every stage in order in this process (the CLI and tests); the DAG runs the same functions as tasks."""
-    summaries = {}
-    for stage in (extract, validate_input, score, decide, generate, shield, validate_plan):
+    shards = cfg.score_shards
+    summaries = {"extract": extract(cfg, ds, run_id), "validate_input": validate_input(cfg, ds, run_id)}
+    summaries["score"] = [score(cfg, ds, run_id, s, shards) for s in range(shards)]
+    summaries["decide"] = decide(cfg, ds, run_id, shards)
+    for stage in (generate, shield, validate_plan):
         summaries[stage.__name__] = stage(cfg, ds, run_id)
     summaries["publish"] = publish(cfg, ds, run_id, summaries["validate_plan"]["report_uri"])
     return summaries

@@ -16,6 +16,8 @@ from retention.config import REPO_ROOT, Config
 LAUNCHER = REPO_ROOT / "retention" / "emulator_launch.py"
 PYTHON = REPO_ROOT / ".venv-bq" / "bin" / "python"
 """The emulator has its own venv: its fastapi pin conflicts with Airflow's."""
+EMULATOR_MESSAGE_BYTES = 256 << 20
+"""Largest gRPC message the emulator may send (a read stream's batch); its default of 11 MiB is too small."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,11 @@ def up(emu: Emulator, project: str = "local", timeout_s: float = 60) -> str:
     cmd = [str(PYTHON), str(LAUNCHER), "start", "--rest-host", "127.0.0.1", "--rest-port", str(emu.rest_port),
            "--grpc-host", "127.0.0.1", "--grpc-port", str(emu.grpc_port), "--persistent",
            "--data-dir", str(emu.data_dir), "--project", project]
+    # the emulator caps every gRPC message it sends at this setting + 1 MiB, and its Storage Read streams send
+    # 65,536-row Arrow batches (~12 MiB for a day of customers); BigQuery itself keeps its responses small
+    env = {**os.environ, "BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(EMULATOR_MESSAGE_BYTES)}
     with open(emu.logfile, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     emu.pidfile.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

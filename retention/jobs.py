@@ -53,11 +53,15 @@ JOBS = tuple(MACHINES)
 """Entry points under training/ (module names)."""
 
 GENERATION = Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=2)
-"""The vLLM batch generation job of the daily plan (generator=vllm) in production."""
+"""The vLLM batch generation job of the daily plan (generator=vllm) in production (vertex.stage_job)."""
 
 
 def champion_uri(name: str) -> str:
-    """The Airflow Asset URI a job updates when it promotes the champion of model `name`."""
+    """The Airflow Asset of the champion of model `name`, updated by the task whose job moved its pointer.
+
+    It names the champion, not a place: readers resolve it through `<root>/models/<name>/champion.json`
+    (retention/artifacts.py), and `champion/` beside it mirrors the same files.
+    """
     return f"retention://models/{name}/champion"
 
 

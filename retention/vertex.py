@@ -1,6 +1,7 @@
-"""Production settings, and the Vertex AI custom job that runs a `training/` entry point from its docker/ image.
+"""The Vertex AI custom jobs of production: a `training/` entry point, or one stage of the daily plan, from its
+docker/ image on its machine, built from the Config (its runner settings: retention/config.py).
 
-The job runs the same module with the same arguments as the local subprocess (retention/jobs.py); only
+A job runs the same module with the same arguments as the local subprocess (retention/jobs.py); only
 the paths differ: a Vertex AI job sees every bucket its service account can read under `/gcs/<bucket>`
 (Cloud Storage FUSE), so the GCS artifact root and data folder reach the job as plain paths and
 `retention/artifacts.py` writes and promotes there as it does on a local disk.
@@ -10,97 +11,29 @@ protos on construction; only `run()` talks to Vertex AI.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from retention import jobs
 from retention.config import ENV as CONFIG_ENV
 from retention.config import Config
 
-RUNNERS = ("local", "vertex")
-PROFILES = ("quick", "full")
 FUSE_ROOT = "/gcs"
 """Where Vertex AI training mounts Cloud Storage buckets inside the container."""
 LABELS = {"app": "retention-planner"}
 LOCAL_PATHS = ("artifact_root", "data_dir", "risk_model_uri", "accept_model_uri", "policy_model_uri",
                "message_model_uri", "bq_grpc_port")
 """Config fields that name places on the Composer worker, meaningless inside a job's container."""
+RUNNER_SETTINGS = ("runner", "vertex_region", "train_image_cpu", "train_image_gpu", "vertex_service_account",
+                   "vertex_staging_bucket", "vertex_artifact_uri", "vertex_data_uri", "retrain_tabular_schedule",
+                   "retrain_rlhf_schedule", "train_profile")
+"""Config fields that say how jobs are started, not what they do: the job's own load_config() never needs them."""
+STAGE_MODULE = "retention.stage"
+"""The entry point that runs one stage of the daily plan (`python -m retention.stage <stage> --ds D --run-id R`)."""
 
 
-@dataclass(frozen=True)
-class VertexSettings:
-    """Where training jobs run and, in production, with which images, identity and buckets."""
-
-    runner: str = "local"
-    """`local`: a child process of the Airflow worker (embedded default); `vertex`: a Vertex AI custom job."""
-    region: str = "us-central1"
-    """Vertex AI region of the jobs (L4 GPUs are offered there); BigQuery's location is Config.location."""
-    cpu_image: str = ""
-    """Artifact Registry URI of docker/Dockerfile.train-cpu (tabular and policy jobs)."""
-    gpu_image: str = ""
-    """Artifact Registry URI of docker/Dockerfile.gpu (SFT, reward model, PPO-text, vLLM generation)."""
-    service_account: str = ""
-    """Email of the service account the jobs run as."""
-    staging_bucket: str = ""
-    """gs:// bucket (or prefix) where Vertex AI keeps each job's own output directory."""
-    artifact_uri: str = ""
-    """gs:// artifact root the jobs write models to: the folder the Composer workers see as RETENTION_ARTIFACT_ROOT."""
-    data_uri: str = ""
-    """gs:// folder holding the public data sets (IBM Telco, UCI Bank Marketing, preference data)."""
-    tabular_schedule: str = "0 2 * * 0"
-    """Cron of retention_retrain_tabular (Sundays 02:00 UTC); the policy DAG follows its champions."""
-    rlhf_schedule: str = "0 3 1 * *"
-    """Cron of retention_retrain_rlhf (the 1st of each month, 03:00 UTC)."""
-    train_profile: str = "quick"
-    """Default `--profile` of scheduled retraining (`full` in production)."""
-
-    def image(self, machine: jobs.Machine) -> str:
-        """The image for a machine: the GPU image where the machine has a GPU."""
-        return self.gpu_image if machine.gpu else self.cpu_image
-
-
-ENV = {
-    "RETENTION_RUNNER": "runner",
-    "RETENTION_VERTEX_REGION": "region",
-    "RETENTION_TRAIN_IMAGE_CPU": "cpu_image",
-    "RETENTION_TRAIN_IMAGE_GPU": "gpu_image",
-    "RETENTION_VERTEX_SERVICE_ACCOUNT": "service_account",
-    "RETENTION_VERTEX_STAGING_BUCKET": "staging_bucket",
-    "RETENTION_VERTEX_ARTIFACT_URI": "artifact_uri",
-    "RETENTION_VERTEX_DATA_URI": "data_uri",
-    "RETENTION_RETRAIN_TABULAR_SCHEDULE": "tabular_schedule",
-    "RETENTION_RETRAIN_RLHF_SCHEDULE": "rlhf_schedule",
-    "RETENTION_TRAIN_PROFILE": "train_profile",
-}
-"""Environment variable -> VertexSettings field."""
-
-REQUIRED_FOR_VERTEX = ("cpu_image", "gpu_image", "service_account", "staging_bucket", "artifact_uri", "data_uri")
-GCS_FIELDS = ("staging_bucket", "artifact_uri", "data_uri")
-
-
-def settings_from_env(env: Mapping[str, str] | None = None) -> VertexSettings:
-    """Build the settings from environment variables (the one place they are read), checked."""
-    env = os.environ if env is None else env
-    settings = VertexSettings(**{field: env[name] for name, field in ENV.items() if name in env})
-    _check(settings)
-    return settings
-
-
-def _check(s: VertexSettings) -> None:
-    names = {field: name for name, field in ENV.items()}
-    if s.runner not in RUNNERS:
-        raise ValueError(f"RETENTION_RUNNER={s.runner!r}: expected one of {RUNNERS}")
-    if s.train_profile not in PROFILES:
-        raise ValueError(f"RETENTION_TRAIN_PROFILE={s.train_profile!r}: expected one of {PROFILES}")
-    if s.runner != "vertex":
-        return
-    missing = [names[f] for f in REQUIRED_FOR_VERTEX if not getattr(s, f)]
-    if missing:
-        raise ValueError(f"RETENTION_RUNNER=vertex needs {', '.join(missing)}")
-    for field in GCS_FIELDS:
-        if not getattr(s, field).startswith("gs://"):
-            raise ValueError(f"{names[field]}={getattr(s, field)!r}: expected a gs:// URI")
+def image(cfg: Config, machine: jobs.Machine) -> str:
+    """The image for a machine: the GPU image where the machine has a GPU."""
+    return cfg.train_image_gpu if machine.gpu else cfg.train_image_cpu
 
 
 def fuse_path(uri: str) -> str:
@@ -110,19 +43,19 @@ def fuse_path(uri: str) -> str:
     return f"{FUSE_ROOT}/{uri.removeprefix('gs://').rstrip('/')}"
 
 
-def job_arguments(settings: VertexSettings, extra: list[str]) -> list[str]:
-    """The job's arguments on Vertex AI: the local ones with the GCS artifact root and data folder."""
-    return jobs.arguments(fuse_path(settings.artifact_uri), fuse_path(settings.data_uri), extra)
+def job_arguments(cfg: Config, extra: list[str]) -> list[str]:
+    """A training job's arguments on Vertex AI: the local ones with the GCS artifact root and data folder."""
+    return jobs.arguments(fuse_path(cfg.vertex_artifact_uri), fuse_path(cfg.vertex_data_uri), extra)
 
 
-def config_env(cfg: Config, settings: VertexSettings) -> dict[str, str]:
+def config_env(cfg: Config) -> dict[str, str]:
     """The task's Config as the environment variables the job's `load_config()` reads: what differs from the
     defaults (DAG params such as a base model reach the job this way), with the job's own artifact and data paths."""
     default = Config()
     values = {name: _env_text(getattr(cfg, field)) for name, field in CONFIG_ENV.items()
-              if field not in LOCAL_PATHS and getattr(cfg, field) != getattr(default, field)}
-    values["RETENTION_ARTIFACT_ROOT"] = fuse_path(settings.artifact_uri)
-    values["RETENTION_DATA_DIR"] = fuse_path(settings.data_uri)
+              if field not in LOCAL_PATHS + RUNNER_SETTINGS and getattr(cfg, field) != getattr(default, field)}
+    values["RETENTION_ARTIFACT_ROOT"] = fuse_path(cfg.vertex_artifact_uri)
+    values["RETENTION_DATA_DIR"] = fuse_path(cfg.vertex_data_uri)
     return values
 
 
@@ -148,8 +81,8 @@ def worker_pool_specs(image: str, module: str, args: list[str], machine: jobs.Ma
     }]
 
 
-def custom_job(settings: VertexSettings, cfg: Config, display_name: str, module: str, args: list[str],
-               machine: jobs.Machine, credentials=None):
+def custom_job(cfg: Config, display_name: str, module: str, args: list[str], machine: jobs.Machine,
+               credentials=None):
     """A `google.cloud.aiplatform.CustomJob` for one module on one machine, built without a network call.
 
     `credentials` None means application default credentials (the Composer environment's service account).
@@ -159,22 +92,28 @@ def custom_job(settings: VertexSettings, cfg: Config, display_name: str, module:
 
     return aiplatform.CustomJob(
         display_name=display_name,
-        worker_pool_specs=worker_pool_specs(settings.image(machine), module, args, machine, config_env(cfg, settings)),
+        worker_pool_specs=worker_pool_specs(image(cfg, machine), module, args, machine, config_env(cfg)),
         project=cfg.project,
-        location=settings.region,
+        location=cfg.vertex_region,
         credentials=credentials,
-        staging_bucket=settings.staging_bucket,
+        staging_bucket=cfg.vertex_staging_bucket,
         labels={**LABELS, "job": display_name.removeprefix("retention-").replace("_", "-")},
     )
 
 
-def training_job(settings: VertexSettings, cfg: Config, job: str, extra: list[str], credentials=None):
+def training_job(cfg: Config, job: str, extra: list[str], credentials=None):
     """The custom job of training entry point `job` on its machine from jobs.MACHINES."""
-    return custom_job(settings, cfg, f"retention-{job}", jobs.module(job), job_arguments(settings, extra),
-                      jobs.MACHINES[job], credentials)
+    return custom_job(cfg, f"retention-{job}", jobs.module(job), job_arguments(cfg, extra), jobs.MACHINES[job],
+                      credentials)
 
 
-def run_kwargs(settings: VertexSettings, machine: jobs.Machine) -> dict[str, Any]:
+def stage_job(cfg: Config, stage: str, ds: str, run_id: str, credentials=None):
+    """The custom job of one daily-plan stage (vLLM generation) on jobs.GENERATION: an L4 from the GPU image."""
+    return custom_job(cfg, f"retention-{stage}", STAGE_MODULE, [stage, "--ds", ds, "--run-id", run_id],
+                      jobs.GENERATION, credentials)
+
+
+def run_kwargs(cfg: Config, machine: jobs.Machine) -> dict[str, Any]:
     """Arguments of `CustomJob.run`: the service account, the machine's time limit, wait for the end."""
-    return {"service_account": settings.service_account, "timeout": machine.max_hours * 3600,
+    return {"service_account": cfg.vertex_service_account, "timeout": machine.max_hours * 3600,
             "restart_job_on_worker_restart": False, "sync": True}

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from retention.accept import MONOTONE, AcceptModel
-from retention.artifacts import new_version, promote_if_passed, version_dir, write_evaluation
+from retention.artifacts import new_version, promote_if_passed, tabular_summary, version_dir, write_evaluation
 from retention.calibration import CalibratedXGB, gate, metrics, out_of_fold, split_80_10_10
 from retention.config import load_config
 from retention.features import accept_features, bank_full_features, bank_mapped, bank_offer_level, read_bank
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": round(time.perf_counter() - started, 1)}
     write_evaluation(out, report, np.arange(len(y)), y, p_raw, p_cal, model.importance())
     log.info("wrote %s (%.1f s)", out, report["seconds"])
-    return promote_if_passed(args.artifact_root, NAME, version, verdict, args.no_promote)
+    return promote_if_passed(args.artifact_root, NAME, version, verdict["passed"], tabular_summary(verdict),
+                             args.no_promote)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 
 from retention import env, ppo
 from retention.accept import AcceptModel
-from retention.artifacts import METRICS, champion_dir, new_version, promote, version_dir
+from retention.artifacts import METRICS, champion_dir, new_version, promote_if_passed, version_dir
 from retention.config import load_config
 from retention.policy import (agent_policy, evaluate, evaluation_table, greedy_decider, no_contact_decider,
                               policy_decider, save_policy, top_risk_decider, uniform_policy)
@@ -135,15 +135,10 @@ def main(argv: list[str] | None = None) -> int:
               "evaluation": evaluation, "evaluation_one_day": one_day, "gate": verdict,
               "seconds": round(time.perf_counter() - started, 1)}
     (out / METRICS).write_text(json.dumps(report, indent=2, default=float))  # last: marks a finished run
-    log.info("wrote %s (%.1f s); gate %s: %s", out, report["seconds"], "passed" if verdict["passed"] else "FAILED",
-             verdict)
-    if args.no_promote:
-        return 0
-    if not verdict["passed"]:
-        log.error("gate FAILED for %s %s; not promoted", NAME, version)
-        return 1
-    log.info("promoted to %s", promote(args.artifact_root, NAME, version))
-    return 0
+    log.info("wrote %s (%.1f s)", out, report["seconds"])
+    summary = (f"net revenue margin over {verdict['margin_over']}, "
+               f"{verdict['violations_after']} violations after enforcement")
+    return promote_if_passed(args.artifact_root, NAME, version, verdict["passed"], summary, args.no_promote)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from retention.artifacts import METRICS, champion_dir, new_version, read_metrics, version_dir
+from retention.artifacts import METRICS, champion_dir, new_version, promote_if_passed, read_metrics, version_dir
 from retention.config import Config, load_config
 from retention.rlhf import data
-from retention.rlhf.evaluate import compare, finish, gate, gate_table, samples_markdown, summarise
+from retention.rlhf.evaluate import compare, gate, gate_table, samples_markdown, summarise
 from retention.rlhf.ppo_text import PPOConfig, learning_curve, train
 from retention.rlhf.reward import load_reward
 from retention.rlhf.sft import POLICY, REFERENCE, load_policy, save_adapter
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("wrote %s (%.1f s)", out, metrics["seconds"])
     summary = (f"win rate {figures['win_rate']:.3f}, KL {figures['kl']:.2f} (target {cfg.kl_target}), "
                f"shield {figures['shield_pass_rate']:.3f} vs SFT {figures['sft_shield_pass_rate']:.3f}")
-    return finish(root, NAME, version, verdict["passed"], summary, args.no_promote)
+    return promote_if_passed(root, NAME, version, verdict["passed"], summary, args.no_promote)
 
 
 if __name__ == "__main__":

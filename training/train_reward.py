@@ -28,11 +28,10 @@ from dataclasses import asdict
 import torch
 from transformers import AutoTokenizer
 
-from retention.artifacts import METRICS, new_version, version_dir
+from retention.artifacts import METRICS, new_version, promote_if_passed, version_dir
 from retention.config import Config, load_config
 from retention.rlhf import data
 from retention.rlhf.base import base_model_path
-from retention.rlhf.evaluate import finish
 from retention.rlhf.reward import RewardParams, pairwise_accuracy, tokenize_pairs, train_reward
 from retention.rlhf.sft import logged_losses, loss_plot, save_adapter
 
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("wrote %s (%.1f s)", out, metrics["seconds"])
     summary = (f"retention accuracy {accuracy['retention']:.3f} (>= {args.min_retention_accuracy}), "
                f"HH harmless accuracy {accuracy['hh_harmless']:.3f} (reported)")
-    return finish(root, NAME, version, passed, summary, args.no_promote)
+    return promote_if_passed(root, NAME, version, passed, summary, args.no_promote)
 
 
 def _counts(rows: list[dict]) -> dict[str, int]:

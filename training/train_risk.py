@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 
-from retention.artifacts import new_version, promote_if_passed, version_dir, write_evaluation
+from retention.artifacts import new_version, promote_if_passed, tabular_summary, version_dir, write_evaluation
 from retention.calibration import gate, metrics, out_of_fold, split_80_10_10
 from retention.config import load_config
 from retention.features import risk_features
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": round(time.perf_counter() - started, 1)}
     write_evaluation(out, report, telco["customer_id"], y, p_raw, p_cal, model.importance())
     log.info("wrote %s (%.1f s)", out, report["seconds"])
-    return promote_if_passed(args.artifact_root, NAME, version, verdict, args.no_promote)
+    return promote_if_passed(args.artifact_root, NAME, version, verdict["passed"], tabular_summary(verdict),
+                             args.no_promote)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,10 @@ from dataclasses import asdict
 import torch
 from transformers import AutoTokenizer
 
-from retention.artifacts import METRICS, new_version, version_dir
+from retention.artifacts import METRICS, new_version, promote_if_passed, version_dir
 from retention.config import Config, load_config
 from retention.rlhf import data
 from retention.rlhf.base import base_model_path
-from retention.rlhf.evaluate import finish
 from retention.rlhf.sft import SFTParams, fits, logged_losses, loss_plot, mix, save_adapter, train_sft
 
 NAME = "sft"
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / METRICS).write_text(json.dumps(metrics, indent=2))  # last: marks a finished run
     log.info("wrote %s (%.1f s)", out, metrics["seconds"])
     summary = f"held-out loss {held_out['eval_loss_before']:.4f} -> {held_out['eval_loss_after']:.4f}"
-    return finish(root, NAME, version, passed, summary, args.no_promote)
+    return promote_if_passed(root, NAME, version, passed, summary, args.no_promote)
 
 
 if __name__ == "__main__":

@@ -7,21 +7,15 @@ at least SFT's.
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from retention.artifacts import promote
 from retention.rlhf.ppo_text import PPOConfig, shield_pass, token_logprobs, use_adapter
 from retention.rlhf.reward import score
 from retention.rlhf.sft import REFERENCE, sample
 
 GATE_KEYS = ("win_rate", "kl", "kl_target", "shield_pass_rate", "sft_shield_pass_rate", "mean_length")
 """The gate's figures, top-level keys of the PPO-text metrics.json."""
-
-log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -100,15 +94,3 @@ def samples_markdown(rows: list[dict], n: int = 20) -> str:
                    f"{r['sft_score']:.2f} / {'pass' if r['sft_shield'] else 'FAIL'} | {cell(r['ppo'])} | "
                    f"{r['ppo_score']:.2f} / {'pass' if r['ppo_shield'] else 'FAIL'} |")
     return "\n".join(out) + "\n"
-
-
-def finish(root: str | Path, name: str, version: str, passed: bool, summary: str, no_promote: bool) -> int:
-    """Promote on a passed gate, else say why; the exit status of a training job (always 0 under no_promote)."""
-    if no_promote:
-        log.info("gate %s: %s; --no-promote: champion left as it is", "passed" if passed else "FAILED", summary)
-        return 0
-    if not passed:
-        log.error("gate FAILED for %s %s: %s; not promoted", name, version, summary)
-        return 1
-    log.info("gate passed: %s; promoted to %s", summary, promote(root, name, version))
-    return 0

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from retention.config import REPO_ROOT
 
 DAILY_EDGES = {
-    "extract": {"validate_input"}, "validate_input": {"score"}, "score": {"decide"}, "decide": {"generate"},
+    "extract": {"validate_input"}, "validate_input": {"shards"}, "shards": {"score"}, "score": {"decide"},
+    "decide": {"generate"},
     "generate": {"shield"}, "shield": {"validate_plan"}, "validate_plan": {"publish"}, "publish": set(),
 }
 
@@ -82,10 +84,20 @@ def test_daily_dag_runs_end_to_end_and_reruns_idempotently(dagbag, airflow_db, b
     again = _plan(bq_client, cfg, day)
     assert len(again) == 7043
     assert again[DECISION].equals(plan[DECISION])
-    runs = bq.query(bq_client, cfg, f"SELECT run_id, violations, contacted FROM `{cfg.table('plan_runs')}` "
-                                    "WHERE plan_date = @ds", ds=day)
-    assert sorted(runs["run_id"]) == sorted([first.run_id, second.run_id])
-    assert runs["violations"].tolist() == [0, 0] and runs["contacted"].nunique() == 1
+    # scored in three mapped shards: the same plan, once
+    sharded = dag.test(logical_date=dt.datetime(2026, 3, 8, 5, tzinfo=dt.timezone.utc), run_conf={"score_shards": 3})
+    assert sharded.state == "success"
+    mapped = [ti for ti in sharded.get_task_instances() if ti.task_id == "score"]
+    assert sorted(ti.map_index for ti in mapped) == [0, 1, 2]
+    again = _plan(bq_client, cfg, day)
+    assert len(again) == 7043
+    assert again[DECISION].equals(plan[DECISION])
+    runs = bq.query(bq_client, cfg, f"SELECT run_id, violations, contacted, stage_seconds FROM "
+                                    f"`{cfg.table('plan_runs')}` WHERE plan_date = @ds", ds=day)
+    assert sorted(runs["run_id"]) == sorted([first.run_id, second.run_id, sharded.run_id])
+    assert runs["violations"].tolist() == [0, 0, 0] and runs["contacted"].nunique() == 1
+    seconds = json.loads(runs.set_index("run_id").loc[sharded.run_id, "stage_seconds"])
+    assert {"score-00000-of-00003", "score-00002-of-00003", "decide", "publish"} <= set(seconds)
     # the published plan, joined back to its inputs, keeps every hard rule
     day_inputs = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=cfg.fatigue_window_days)
     joined = again.merge(day_inputs, on="customer_id")

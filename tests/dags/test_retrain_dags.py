@@ -1,13 +1,16 @@
 """The retraining DAGs: they parse under a production configuration with no network, wire the expected tasks and
-Assets, and run their jobs through the runner: locally as subprocess commands, in production as Vertex AI jobs."""
+Assets, and run their jobs through the runner: locally as subprocess commands, in production as Vertex AI jobs.
+The runner's stages of the daily plan: in process, or vLLM generation as a Vertex AI job."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
-from retention import jobs, vertex
+from retention import daily, jobs
 from retention.config import REPO_ROOT, load_config
+from retention.stage import summary_path
 from tests.fake_vertex import PRODUCTION_ENV, FakeJobService, block_network, install
 
 RETRAIN_EDGES = {
@@ -40,7 +43,8 @@ def prod_dagbag(production):
 def test_every_dag_parses_in_production_without_network(prod_dagbag):
     assert prod_dagbag.import_errors == {}
     assert set(prod_dagbag.dag_ids) == {p.stem for p in (REPO_ROOT / "dags").glob("retention_*.py")}
-    assert load_config().is_local_bq is False and vertex.settings_from_env().runner == "vertex"
+    cfg = load_config()
+    assert cfg.is_local_bq is False and cfg.runner == "vertex"
 
 
 @pytest.mark.parametrize("dag_id", sorted(RETRAIN_EDGES))
@@ -67,7 +71,7 @@ def test_local_runner_runs_the_job_as_a_subprocess(monkeypatch):
     cfg = load_config(env={"RETENTION_ARTIFACT_ROOT": "/tmp/artifacts", "RETENTION_DATA_DIR": "/tmp/data"})
     calls = []
     monkeypatch.setattr(jobs, "run_local", lambda job, args: calls.append((job, args)))
-    run_training_job(cfg, "train_sft", ["--profile", "quick"], vertex.settings_from_env({}))
+    run_training_job(cfg, "train_sft", ["--profile", "quick"])
     assert calls == [("train_sft", ["--artifact-root", "/tmp/artifacts", "--data-dir", "/tmp/data",
                                     "--profile", "quick"])]
     assert jobs.command("train_sft", [])[1:] == ["-m", "training.train_sft"]
@@ -106,3 +110,70 @@ def test_rlhf_gate_failure_stops_ppo_text(prod_dagbag, monkeypatch):
     (pool,) = service.spec("retention-train_sft").job_spec.worker_pool_specs
     assert pool.machine_spec.accelerator_type.name == "NVIDIA_L4"
     assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]
+
+
+DS, RUN_ID = "2026-03-08", "scheduled__2026-03-08T05:00:00+00:00"
+
+
+def _stages_in_process(monkeypatch) -> list[tuple[str, str, str]]:
+    """Stand-ins for retention.daily's generate and shield that record their calls."""
+    calls = []
+
+    def stand_in(name):
+        def stage(cfg, ds, run_id):
+            calls.append((name, ds, run_id))
+            return {name: 1}
+        return stage
+
+    for name in ("generate", "shield"):
+        monkeypatch.setattr(daily, name, stand_in(name))
+    return calls
+
+
+@pytest.mark.parametrize("env, params, stage", [
+    ({}, {"generator": "vllm"}, "generate"),                   # local runner: everything in process
+    (PRODUCTION_ENV, {"generator": "template"}, "generate"),   # vertex runner, no LLM to run on a GPU
+    (PRODUCTION_ENV, {"generator": "vllm"}, "shield"),         # vertex runner, a stage that is not generation
+])
+def test_run_stage_in_process(monkeypatch, env, params, stage):
+    from retention_runner import run_stage
+
+    calls = _stages_in_process(monkeypatch)
+    install(monkeypatch, FakeJobService())
+    assert run_stage(load_config(params, env=env), stage, DS, RUN_ID) == {stage: 1}
+    assert calls == [(stage, DS, RUN_ID)]
+
+
+class GenerationJob(FakeJobService):
+    """The fake JobService, and what the job's `python -m retention.stage generate` leaves: its summary."""
+
+    def __init__(self, cfg, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg
+
+    def create_custom_job(self, parent, custom_job, timeout=None):
+        if custom_job.display_name not in self.fail:
+            summary_path(self.cfg, DS, RUN_ID, "generate").write_text(json.dumps({"messages": 42}))
+        return super().create_custom_job(parent, custom_job, timeout)
+
+
+def test_run_stage_generates_with_vllm_as_a_vertex_job(monkeypatch, tmp_path):
+    from retention_runner import run_stage
+
+    calls = _stages_in_process(monkeypatch)
+    cfg = load_config({"generator": "vllm", "artifact_root": str(tmp_path)}, env=PRODUCTION_ENV)
+    cfg.run_dir(DS, RUN_ID).mkdir(parents=True)
+    summary_path(cfg, DS, RUN_ID, "generate").write_text(json.dumps({"messages": -1}))  # an earlier attempt's
+    service = install(monkeypatch, GenerationJob(cfg))
+    assert run_stage(cfg, "generate", DS, RUN_ID) == {"messages": 42} and calls == []
+    sent = service.spec("retention-generate")
+    (pool,) = sent.job_spec.worker_pool_specs
+    assert list(pool.container_spec.args) == ["generate", "--ds", DS, "--run-id", RUN_ID]
+    assert pool.machine_spec.accelerator_type.name == "NVIDIA_L4"
+    assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]
+    assert sent.job_spec.service_account == PRODUCTION_ENV["RETENTION_VERTEX_SERVICE_ACCOUNT"]
+
+    install(monkeypatch, GenerationJob(cfg, fail=("retention-generate",)))
+    with pytest.raises(RuntimeError, match="gate failed"):  # the fake's failure message; the task fails
+        run_stage(cfg, "generate", DS, RUN_ID)
+    assert not summary_path(cfg, DS, RUN_ID, "generate").exists()

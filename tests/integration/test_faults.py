@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import shutil
 import threading
 import time
 
@@ -258,8 +259,5 @@ def test_readers_never_see_a_partial_partition(clean, bq_client, cfg):
 
 def _copy_run(cfg, run_id: str) -> str:
     """A run folder holding the clean run's stage files under another run_id (publish reads only those)."""
-    target = cfg.run_dir(DS, run_id)
-    target.mkdir(parents=True, exist_ok=True)
-    for path in cfg.run_dir(DS, CLEAN).iterdir():
-        (target / path.name).write_bytes(path.read_bytes())
+    shutil.copytree(cfg.run_dir(DS, CLEAN), cfg.run_dir(DS, run_id), dirs_exist_ok=True)
     return run_id

@@ -45,7 +45,7 @@ def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_mo
     args = ["--artifact-root", str(tmp_path), "--data-dir", DATA, "--profile", "tiny", "--risk-model", str(risk),
             "--accept-model", str(accept)]
     code = train_policy.main(args)
-    (version,) = [p for p in (tmp_path / "models" / "policy").iterdir() if p.name != "champion"]
+    (version,) = [p for p in (tmp_path / "models" / "policy").iterdir() if p.name not in ("champion", "champion.json")]
     assert FILES <= {p.name for p in version.iterdir()}
     m = read_metrics(version)
     rows = {r["policy"]: r for r in m["evaluation"]}

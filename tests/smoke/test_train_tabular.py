@@ -76,7 +76,7 @@ def test_versions_sort_by_time_and_promote_swaps(tmp_path):
         (directory / "metrics.json").write_text(json.dumps({"version": payload}))
         promote(tmp_path, "risk", version)
         assert read_metrics(champion_dir(tmp_path, "risk")) == {"version": payload}
-    assert sorted(p.name for p in (tmp_path / "models" / "risk").iterdir()) == sorted([first, second, "champion"])
+    assert sorted(p.name for p in (tmp_path / "models" / "risk").iterdir()) == sorted([first, second, "champion", "champion.json"])
     with pytest.raises(FileNotFoundError):
         promote(tmp_path, "risk", "missing")
 
