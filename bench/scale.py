@@ -24,6 +24,8 @@ import pandas as pd
 from bench.memory import timed
 from retention import bq, daily, seed
 from retention.config import load_config
+from retention.messages import schedule
+from retention.messages import shield as shield_rules
 from retention.telco import read_telco
 
 DECISION = ["customer_id", "churn_risk", "accept_prob_0", "accept_prob_3", "contact", "offer_level", "offer_cost",
@@ -88,6 +90,7 @@ def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset())
              "seconds": sum(r["seconds"] for r in records if r["stage"] in STAGES),
              "peak_rss_mb": max(r["peak_rss_mb"] for r in records)}
     records.append(total)
+    records.append(shield_schedule(cfg, ds, run_id))
     if shards > 1:
         records += sharded(cfg, ds, run_id, n, shards)
     for r in records:
@@ -95,6 +98,16 @@ def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset())
         r["rows_per_s"] = round(r["rows"] / r["seconds"], 1) if r["seconds"] else None
         r["seconds"] = round(r["seconds"], 3)
     return records
+
+
+def shield_schedule(cfg, ds: str, run_id: str) -> dict:
+    """The shield and the send-time schedule alone on the day's messages (the stage adds Parquet I/O of every row)."""
+    plan = pd.read_parquet(cfg.run_dir(ds, run_id) / "generate.parquet")
+    record: dict = {"stage": "shield_schedule", "rows": int(plan["contact"].sum())}
+    with timed(record):
+        shielded = shield_rules.shield(plan, cfg, ds)
+        schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour)
+    return record
 
 
 def sharded(cfg, ds: str, run_id: str, n: int, shards: int) -> list[dict]:

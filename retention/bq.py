@@ -103,7 +103,7 @@ def query(bq: bigquery.Client, cfg: Config, sql: str, **params: Any) -> pd.DataF
     return rows.to_dataframe(create_bqstorage_client=False)
 
 
-def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: str | None = None,
+def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: str | list[str] | None = None,
                **params: Any) -> pd.DataFrame:
     """Run a query into a staging table, read it over the Storage Read API (Arrow streams), drop the table.
 

@@ -109,8 +109,8 @@ def cmd_backfill(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_ope(cfg: Config, args: argparse.Namespace) -> None:
-    """Value of a candidate policy from the logged plans and outcomes in [start, end]: IPS, SNIPS, DR."""
-    from retention import bq, ope
+    """Value of a candidate policy from logged decisions: IPS, SNIPS and DR per customer, intervals and ESS."""
+    from retention import ope
     from retention.policy import load_policy
 
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
@@ -119,13 +119,54 @@ def cmd_ope(cfg: Config, args: argparse.Namespace) -> None:
     target = load_policy(args.policy or cfg.model_dir("policy"))
     if target is None:
         sys.exit(f"no policy in {args.policy or cfg.model_dir('policy')}")
-    rows = ope.logged_data(bq.client(cfg), cfg, start, end)
-    if rows.empty:
-        sys.exit(f"no logged plans in {start} .. {end}")
-    logs = ope.logged_decisions(rows, cfg, target)
-    print(f"target {target.version}; logged {len(logs):,} decisions by {', '.join(logs['policy_model'].unique())}; "
-          f"mean logged reward {logs['reward'].mean():.3f}")
-    print(_table(ope.estimate(logs, n_boot=args.n_boot, seed=args.seed).round(3)))
+    if args.simulate:
+        behaviour, days = ope.tempered(target, args.temperature, args.epsilon), (end - start).days + 1
+        sim = ope.telco_simulator(cfg, start, days, args.customers)
+        episodes = [(args.seed + i, start + dt.timedelta(days=days * i)) for i in range(args.episodes)]
+        logs, truth = ope.simulate_logs(sim, behaviour, target, episodes)
+        source = f"{behaviour.version} in the simulator ({len(sim.ids):,} customers, {args.episodes} x {days} days)"
+    else:
+        from retention import bq, outcomes
+        from retention.accept import AcceptModel
+        from retention.env import AcceptTable
+
+        client = bq.client(cfg)
+        logs = ope.logged_data(client, cfg, start, end)
+        if logs.empty:
+            sys.exit(f"no logged plans in {start} .. {end}")
+        logs, truth = ope.logged_decisions(logs, cfg, target), None
+        source = f"{', '.join(logs['policy_model'].unique())} in contact_plan"
+        if args.truth:
+            table = AcceptTable(AcceptModel.load(cfg.model_dir("accept")))
+            truth = outcomes.replay_value(client, cfg, target, table, start, end)
+    est = ope.estimate(logs, n_boot=args.n_boot, seed=args.seed)
+    if truth is not None:
+        est = est.assign(truth=truth, rel_error=(est["value"] - truth) / abs(truth))
+    logged = logs["reward"].sum() / est["customers"].iloc[0]  # what the behaviour itself earned, for comparison
+    print(f"target {target.version}; {len(logs):,} decisions logged by {source} from {start}; logged value "
+          f"{logged:.3f} per customer")
+    print("value: net revenue retained per customer over the window; lo, hi: 95 % bootstrap interval; ess: effective "
+          "customers; mean_weight: about 1 when the logs are sound")
+    print(_table(est.round(3)))
+
+
+def cmd_simulate_outcomes(cfg: Config, args: argparse.Namespace) -> None:
+    """Simulated outcomes of the published contacts of each day in [start, end], in order, into contact_history."""
+    from retention import bq, daily, outcomes
+    from retention.accept import AcceptModel
+    from retention.env import AcceptTable
+
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    if end < start:
+        sys.exit(f"--end {end} is before --start {start}")
+    client, table = bq.client(cfg), AcceptTable(AcceptModel.load(cfg.model_dir("accept")))
+    for offset in range((end - start).days + 1):
+        ds = start + dt.timedelta(days=offset)
+        if args.plan:
+            daily.run_all(cfg, ds.isoformat(), f"outcomes__{ds}__{uuid.uuid4().hex[:8]}")
+        history = outcomes.simulate_day(client, cfg, ds, table)
+        print(f"{ds}: {len(history):,} contacts, {int(history['accepted'].sum()):,} accepted, "
+              f"{int(history['churned'].sum()):,} churned")
 
 
 def cmd_query(cfg: Config, args: argparse.Namespace) -> None:
@@ -233,13 +274,47 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ds", type=_day, default=today)
     s.set_defaults(func=cmd_query)
 
-    s = sub.add_parser("ope", help="off-policy estimate of a candidate policy from logged plans and outcomes")
+    s = sub.add_parser(
+        "ope", help="off-policy estimate of a candidate policy from logged plans and outcomes (or the simulator)",
+        description="Estimate a candidate policy's net revenue retained per customer over [start, end] from decisions "
+                    "another policy logged: IPS, SNIPS and doubly robust, per-decision importance weights over each "
+                    "customer's sequence, 95 % bootstrap intervals over customers, effective sample size. By default "
+                    "from the warehouse: contact_plan and its outcomes in contact_history (simulate them with "
+                    "`retention simulate-outcomes`). With --simulate: from logs the simulator makes over the same "
+                    "dates, with the simulated truth and the relative error of each estimate.")
     s.add_argument("--start", type=_day, required=True, help="first plan_date (inclusive)")
     s.add_argument("--end", type=_day, required=True, help="last plan_date (inclusive)")
-    s.add_argument("--policy", default="", help="policy directory (default: the champion)")
-    s.add_argument("--n-boot", type=int, default=500)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--policy", default="", help="candidate policy directory (default: the policy champion)")
+    s.add_argument("--truth", action="store_true",
+                   help="warehouse: also the candidate's simulated truth, replayed on the same days with simulated "
+                        "outcomes, and the relative error")
+    s.add_argument("--n-boot", type=int, default=500, help="bootstrap replicates (default 500)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed; with --simulate also the first episode's")
+    sim = s.add_argument_group("simulator (--simulate)")
+    sim.add_argument("--simulate", action="store_true",
+                     help="logs from the simulator (IBM Telco scored by the champions) instead of the warehouse")
+    sim.add_argument("--temperature", type=float, default=1.0,
+                     help="behaviour = the candidate's logits divided by this (default 1: the candidate itself)")
+    sim.add_argument("--epsilon", type=float, default=0.0,
+                     help="behaviour mixes each head with the uniform at this rate (default 0)")
+    sim.add_argument("--episodes", type=int, default=3,
+                     help="episodes: consecutive windows as long as [start, end], seeds --seed.. (default 3)")
+    sim.add_argument("--customers", type=int, default=0,
+                     help="a sample of this many customers, budget scaled (default 0: all 7,043)")
     s.set_defaults(func=cmd_ope)
+
+    s = sub.add_parser(
+        "simulate-outcomes", help="simulate what contacted customers did and write it to contact_history (demo)",
+        description="For each day in [start, end], in order: draw the outcome (accepted, churned) of every contact "
+                    "in that day's published plan with the simulator's dynamics, and replace that day's slice of "
+                    "contact_history (contact_date = plan_date = day), so a rerun gives the same rows, never "
+                    "duplicates. The next day's plan reads them (cooldown, fatigue, history): simulate a day before "
+                    "planning the next, or use --plan.")
+    s.add_argument("--start", type=_day, required=True, help="first plan_date (inclusive)")
+    s.add_argument("--end", type=_day, required=True, help="last plan_date (inclusive)")
+    s.add_argument("--plan", action="store_true",
+                   help="run the daily plan of each day first (a backfill whose days see the outcomes before them)")
+    s.set_defaults(func=cmd_simulate_outcomes)
 
     s = sub.add_parser("summary", help="the latest run of a day and an example query over its plan")
     s.add_argument("--ds", type=_day, default=today)

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 STAGES = ("extract", "validate_input", "score", "decide", "generate", "shield", "validate_plan", "publish")
 TIMINGS = "timings"
+STAGED = ("contact_plan", "plan_runs", "rejects", "extract", "extract_contact_history", "extract_suppression")
+"""Staging tables a day's stages create (`<name>_<yyyymmdd>_<hex>`): extract's query results and publish's loads."""
+RELATED_ORDER = {"contact_history": ["customer_id", "contact_date"], "suppression": ["customer_id", "since"]}
+"""The ORDER BY of sql/daily_<table>.sql, which a Storage Read does not keep."""
 STAGING_ABANDONED_S = 3600
 """A staging table of the day older than this was left by a killed attempt: a live one exists for seconds."""
 
@@ -106,7 +110,8 @@ def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
                             order_by="customer_id", ds=_date(ds), window=cfg.fatigue_window_days)
         if day.empty:
             raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
-        related = {t: bq.query(client, cfg, bq.sql_text(f"daily_{t}", cfg), ds=_date(ds)) for t in quality.RELATED}
+        related = {t: bq.read_query(client, cfg, bq.sql_text(f"daily_{t}", cfg), f"extract_{t}_{ds.replace('-', '')}",
+                                    order_by=RELATED_ORDER[t], ds=_date(ds)) for t in quality.RELATED}
         for table, rows in related.items():
             _write(cfg, ds, run_id, f"extract_{table}", rows)
         _write(cfg, ds, run_id, "extract", day)  # last: its file marks the stage done
@@ -189,8 +194,8 @@ def shield(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
         shielded = shield_rules.shield(_read(cfg, ds, run_id, "generate"), cfg, ds)
         shielded["send_at"] = schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour)
         _write(cfg, ds, run_id, "shield", shielded)
-    actions = shielded.loc[shielded["contact"], "shield_checks"].map(lambda s: json.loads(s)["action"])
-    return {"repaired": int((actions != "none").sum())}
+    outcomes = shielded.loc[shielded["contact"], "shield_checks"].value_counts()  # few distinct JSON texts
+    return {"repaired": int(sum(n for text, n in outcomes.items() if json.loads(text)["action"] != "none"))}
 
 
 def validate_plan(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
@@ -219,7 +224,7 @@ def sweep_staging(client, cfg: Config, ds: str) -> list[str]:
     Only this ds's tables (`<table>_<yyyymmdd>_<hex>`, see bq.replace_partition) older than STAGING_ABANDONED_S
     go: another day's run, or a live attempt of this day, is never touched.
     """
-    pattern = re.compile(rf"(contact_plan|plan_runs|rejects)_{ds.replace('-', '')}_[0-9a-f]{{8}}")
+    pattern = re.compile(rf"({'|'.join(STAGED)})_{ds.replace('-', '')}_[0-9a-f]{{8,12}}")
     cutoff = time.time() - STAGING_ABANDONED_S
     dropped = []
     for item in client.list_tables(cfg.staging_dataset):

@@ -10,6 +10,7 @@ turn cannot be drawn. `propensity` is the probability of the joint action taken 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ BLOCK = 1024
 RANDOM = "random"
 
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+_NOISE_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,21 @@ class Policy:
 
 
 def agent_policy(agent: Agent, version: str, block: int = BLOCK) -> Policy:
-    """The trained network as a Policy (inference only)."""
+    """The trained network as a Policy (inference only): float32 forward on one thread, float64 logits out."""
     agent = agent.eval()
 
     def logits(obs: np.ndarray):
-        with torch.inference_mode():
-            return tuple(x.double().numpy() for x in agent.logits(torch.from_numpy(obs)))
+        threads = torch.get_num_threads()
+        # a block is too small to share: between blocks the other threads go idle, and waking them on a busy machine
+        # cost 15-60 ms per block instead of 0.5 ms on 2 shared cores; one thread also makes the logits independent
+        # of the machine's core count (here 1 and 2 threads gave the same bits)
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                out = agent.inference_logits(torch.from_numpy(obs))
+        finally:
+            torch.set_num_threads(threads)
+        return tuple(x.numpy().astype(np.float64) for x in out)
     return Policy(logits, version, block)
 
 
@@ -83,13 +94,24 @@ def load_policy(directory: str | Path) -> Policy | None:
 
 
 def decision_noise(hashes: np.ndarray, ds: dt.date) -> np.ndarray:
-    """(n, NOISE) uniforms in (0, 1) keyed by (customer hash, ds): a customer's draw does not depend on row order."""
+    """(n, NOISE) uniforms in (0, 1) keyed by (customer hash, ds): a customer's draw does not depend on row order.
+
+    Column-major, so that each kind of draw reads one contiguous column.
+    """
     day = np.full(1, ds.toordinal(), dtype=np.uint64) * _MIX[0]  # arrays wrap on overflow, as the hash wants
-    z = (hashes[:, None] ^ day) + np.arange(NOISE, dtype=np.uint64) * _MIX[1]
-    z = (z ^ (z >> np.uint64(30))) * _MIX[1]  # SplitMix64 finaliser
-    z = (z ^ (z >> np.uint64(27))) * _MIX[2]
-    z ^= z >> np.uint64(31)
-    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+    step = np.arange(NOISE, dtype=np.uint64) * _MIX[1]
+    u = np.empty((len(hashes), NOISE), order="F")
+    for s in range(0, len(hashes), _NOISE_CHUNK):  # a chunk stays in cache through all the integer steps
+        z = (hashes[s:s + _NOISE_CHUNK, None] ^ day) + step
+        z ^= z >> np.uint64(30)  # SplitMix64 finaliser
+        z *= _MIX[1]
+        z ^= z >> np.uint64(27)
+        z *= _MIX[2]
+        z ^= z >> np.uint64(31)
+        u[s:s + _NOISE_CHUNK] = z >> np.uint64(11)
+    u += 0.5
+    u /= 2.0**53
+    return u
 
 
 def _as_date(ds) -> dt.date:
@@ -102,24 +124,34 @@ class Rolled:
     queue: np.ndarray
     decisions: Decisions
     holdout: np.ndarray
-    reason: np.ndarray
+    code: np.ndarray
+    """The first hard rule each row breaks, as an index into plan.REASONS (0: none)."""
+    ev: np.ndarray
+    """(queue, 4) plan.expected_values of the queue rows."""
+
+    @property
+    def reason(self) -> np.ndarray:
+        """The first hard rule each row breaks, "" where none does."""
+        return np.asarray(plan.REASONS)[self.code]
 
 
 def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = False) -> Rolled:
     """Run `policy` over the day's candidates in order under the hard rules (see the module docstring)."""
     hashes = plan.stable_hash(day["customer_id"])
     holdout = plan.unit_interval(hashes) < cfg.holdout_share  # plan.holdout_mask without hashing twice
-    reason = plan._reasons(day, cfg, holdout)
-    queue = np.flatnonzero((reason != "suppressed") & (reason != "holdout"))
-    risk, value = day["churn_risk"].to_numpy(dtype=np.float64), day["customer_value"].to_numpy(dtype=np.float64)
-    queue = queue[candidate_order(risk[queue], value[queue])]
-    accept = day[[f"accept_prob_{k}" for k in range(plan.LEVELS)]].to_numpy(dtype=np.float64)[queue]
-    obs = observe(risk[queue], accept, day["days_since_contact"].to_numpy()[queue],
+    code = plan.reason_codes(day, cfg, holdout)
+    queue = np.flatnonzero((code != plan.REASON["suppressed"]) & (code != plan.REASON["holdout"]))
+    risk = day["churn_risk"].to_numpy(dtype=np.float64)[queue]
+    value = day["customer_value"].to_numpy(dtype=np.float64)[queue]
+    order = candidate_order(risk, value)
+    queue, risk, value = queue[order], risk[order], value[order]
+    accept = plan.accept_probs(day, queue)
+    obs = observe(risk, accept, day["days_since_contact"].to_numpy()[queue],
                   day["contacts_in_window"].to_numpy()[queue], cfg)
-    costs = value[queue, None] * np.asarray(cfg.offer_pcts) + cfg.channel_cost  # plan.offer_costs of the queue
-    decisions = decide_day(obs, costs, reason[queue] == "", cfg.daily_budget,
+    costs = value[:, None] * np.asarray(cfg.offer_pcts) + cfg.channel_cost  # plan.offer_costs of the queue
+    decisions = decide_day(obs, costs, code[queue] == 0, cfg.daily_budget,
                            decision_noise(hashes[queue], _as_date(ds)), policy.logits, policy.block, propose)
-    return Rolled(queue, decisions, holdout, reason)
+    return Rolled(queue, decisions, holdout, code, plan.offer_values(accept, value, risk, cfg))
 
 
 def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds) -> pd.DataFrame:
@@ -129,35 +161,44 @@ def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds) -> pd.DataFrame:
 
 def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> pd.DataFrame:
     """The plan frame of a finished roll: queue decisions scattered back, the rest not contacted (propensity 1)."""
-    d, n = r.decisions, len(day)
+    d, n, q = r.decisions, len(day), r.queue
     contact, level, delay, propensity = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n)
-    contact[r.queue], level[r.queue], delay[r.queue], propensity[r.queue] = d.contact, d.level, d.delay, np.exp(d.logp)
-    ev = plan.expected_values(day, cfg)
-    no_offer = np.ones(n, dtype=bool)
-    no_offer[r.queue] = ~d.contact_ok[:, 1]
-    reason, chose = r.reason.copy(), r.reason == ""  # eligible rows: why contacted or not
-    reason[chose & contact] = "contact"
-    reason[chose & ~contact & no_offer] = "budget"
-    reason[chose & ~contact & ~no_offer] = np.where(ev[chose & ~contact & ~no_offer].max(axis=1) > 0, "wait",
-                                                    "low_value")
-    return plan_frame(day, cfg, contact, level, delay, propensity, r.holdout, reason, policy.version, ev)
+    contact[q], level[q], delay[q], propensity[q] = d.contact, d.level, d.delay, np.exp(d.logp)
+    # eligible rows (all in the queue): why contacted or not
+    code = r.code[q]
+    chose = code == 0
+    passed = chose & ~d.contact & d.contact_ok[:, 1]  # could have, did not
+    code[d.contact] = plan.REASON["contact"]
+    code[chose & ~d.contact & ~d.contact_ok[:, 1]] = plan.REASON["budget"]
+    best = functools.reduce(np.maximum, r.ev[passed].T)  # = max(axis=1), a column at a time
+    code[passed] = np.where(best > 0, plan.REASON["wait"], plan.REASON["low_value"])
+    expected = np.zeros(n)
+    expected[q[d.contact]] = r.ev[d.contact, d.level[d.contact]]
+    reason = r.code.copy()
+    reason[q] = code
+    return plan_frame(day, cfg, contact, level, delay, propensity, r.holdout, reason, policy.version, expected)
 
 
 def plan_frame(day, cfg: Config, contact, level, delay, propensity, holdout, reason, model: str,
-               ev: np.ndarray | None = None) -> pd.DataFrame:
-    """`day` plus the decision columns, in the layout `plan.decide_greedy` writes (ev: plan.expected_values)."""
-    rows, pct = np.arange(len(day)), np.asarray(cfg.offer_pcts)[level]
-    ev = plan.expected_values(day, cfg) if ev is None else ev
+               expected: np.ndarray | None = None) -> pd.DataFrame:
+    """`day` plus the decision columns, in the layout `plan.decide_greedy` writes.
+
+    reason: indices into plan.REASONS; expected: each row's expected value at `level` (read where contacted only;
+    plan.expected_values by default).
+    """
+    pct = np.asarray(cfg.offer_pcts)[level]
+    if expected is None:
+        expected = plan.expected_values(day, cfg)[np.arange(len(day)), level]
     return day.assign(
         contact=contact,
         offer_level=pd.arrays.IntegerArray(np.asarray(level, dtype=np.int64), ~contact),
         offer_pct=np.where(contact, pct, np.nan),
         offer_cost=np.where(contact, day["customer_value"].to_numpy(dtype=np.float64) * pct + cfg.channel_cost, 0.0),
         followup_days=pd.arrays.IntegerArray(np.asarray(delay, dtype=np.int64), ~contact),
-        expected_value=np.where(contact, ev[rows, level], 0.0),
+        expected_value=np.where(contact, expected, 0.0),
         propensity=np.asarray(propensity, dtype=np.float64),
         holdout=holdout,
-        decision_reason=pd.array(reason, dtype="str"),
+        decision_reason=plan.reason_column(reason),
         policy_model=model,
     )
 
@@ -169,21 +210,21 @@ def no_contact(day: pd.DataFrame, cfg: Config, ds=None) -> pd.DataFrame:
     """Nobody is contacted."""
     n = len(day)
     holdout = plan.holdout_mask(day["customer_id"], cfg.holdout_share)
-    reason = plan._reasons(day, cfg, holdout)
+    reason = plan.reason_codes(day, cfg, holdout)
     return plan_frame(day, cfg, np.zeros(n, dtype=bool), np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n),
-                      holdout, np.where(reason != "", reason, "low_value"), "no_contact")
+                      holdout, np.where(reason != 0, reason, plan.REASON["low_value"]), "no_contact")
 
 
 def top_risk(day: pd.DataFrame, cfg: Config, ds=None) -> pd.DataFrame:
     """The riskiest eligible customers get the richest offer, in order of churn_risk, while the budget lasts."""
     n, top = len(day), plan.LEVELS - 1
     holdout = plan.holdout_mask(day["customer_id"], cfg.holdout_share)
-    reason = plan._reasons(day, cfg, holdout)
-    eligible = reason == ""
+    reason = plan.reason_codes(day, cfg, holdout)
+    eligible = reason == 0
     contact = np.zeros(n, dtype=bool)
     contact[eligible] = plan.budget_pass(day["churn_risk"].to_numpy()[eligible],
                                          plan.offer_costs(day, cfg)[eligible, top], cfg.daily_budget)
-    reason = np.where(reason != "", reason, np.where(contact, "contact", "budget"))
+    reason = np.where(reason != 0, reason, np.where(contact, plan.REASON["contact"], plan.REASON["budget"]))
     return plan_frame(day, cfg, contact, np.full(n, top), np.full(n, cfg.cooldown_days), np.ones(n), holdout, reason,
                       "top_risk")
 
@@ -196,7 +237,7 @@ def _proposal_breaks(r: Rolled) -> int:
     d = r.decisions
     contact, level = d.proposal[:, 0] == 1, d.proposal[:, 1]
     over = ~d.affordable[np.arange(len(level)), level]
-    return int((contact & ((r.reason[r.queue] != "") | over)).sum())
+    return int((contact & ((r.code[r.queue] != 0) | over)).sum())
 
 
 def policy_decider(policy: Policy) -> Callable:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
@@ -103,6 +104,14 @@ class Agent(nn.Module):
     def logits(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.trunk(obs)
         return self.contact(h), self.offer(h), self.delay(h)
+
+    def inference_logits(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`logits` bit for bit, for torch.inference_mode only: tanh in place (a fresh 1024 x 128 activation costs
+        more than the tanh of a block) and F.linear without the module call around it."""
+        h = obs
+        for linear in (self.trunk[0], self.trunk[2]):  # the trunk is Linear, Tanh, Linear, Tanh
+            h = torch.tanh_(F.linear(h, linear.weight, linear.bias))
+        return tuple(F.linear(h, head.weight, head.bias) for head in (self.contact, self.offer, self.delay))
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.trunk(obs)).squeeze(-1)

@@ -84,7 +84,7 @@ def send_at(plan: pd.DataFrame, ds, quiet_start: int, quiet_end: int,
     """
     day = pd.Timestamp(ds).date()
     contact = plan["contact"].to_numpy(dtype=bool)
-    rows = plan.loc[contact]
+    rows = plan.loc[contact, ["customer_id", "time_zone", "channel"]]  # not every column of a wide plan
     zones = _zones(rows)
     zone_code, zone_names = pd.factorize(rows["time_zone"])
     channel_code, channels = pd.factorize(rows["channel"])

@@ -106,7 +106,7 @@ def make_sft_trainer(base: str, train_rows: list[dict], eval_rows: list[dict], p
         output_dir=output_dir, max_steps=p.steps, per_device_train_batch_size=p.batch_size,
         per_device_eval_batch_size=p.batch_size, learning_rate=p.learning_rate, lr_scheduler_type="cosine",
         warmup_steps=p.steps // 10, logging_steps=max(1, p.steps // 20), max_length=p.max_length, bf16=p.bf16,
-        activation_checkpointing=False, save_strategy="no", report_to="none", seed=seed,
+        gradient_checkpointing=False, save_strategy="no", report_to="none", seed=seed,
         model_init_kwargs={"dtype": torch.float32}, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
     )
     return SFTTrainer(model=base, args=args, train_dataset=as_dataset(train_rows), eval_dataset=as_dataset(eval_rows),

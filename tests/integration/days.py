@@ -6,6 +6,8 @@ read each other's customers, history or suppressions.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
+from typing import Iterator
 
 import pandas as pd
 
@@ -42,6 +44,15 @@ def forget(client, cfg: Config, prefix: str) -> None:
     """Delete the history and suppressions of ids starting with `prefix` (what other modules would read)."""
     for table in ("contact_history", "suppression"):
         bq.execute(client, f"DELETE FROM `{cfg.table(table)}` WHERE STARTS_WITH(customer_id, @prefix)", prefix=prefix)
+
+
+@contextmanager
+def seeded(client, cfg: Config, prefix: str, n: int, days: list[dt.date], start: int) -> Iterator[pd.DataFrame]:
+    """`n` customers with ids `<prefix>...` seeded on `days` (Telco rows from `start`), forgotten afterwards."""
+    rows = customers(cfg, prefix, n, days[-1], start=start)
+    seed_days(client, cfg, rows, days)
+    yield rows
+    forget(client, cfg, prefix)
 
 
 def plan(client, cfg: Config, day: dt.date) -> pd.DataFrame:

@@ -25,15 +25,14 @@ DAYS = [START + dt.timedelta(days=i) for i in range(10)]
 END = DAYS[-1]
 PREFIX = "BF-"
 N = 30
-STAGING = re.compile(r"(contact_plan|plan_runs|rejects|extract)_(\d{8})_[0-9a-f]{8,12}")
+STAGING = re.compile(r"(contact_plan|plan_runs|rejects|extract|extract_contact_history|extract_suppression)_(\d{8})"
+                     r"_[0-9a-f]{8,12}")
 
 
 @pytest.fixture(scope="module")
 def seeded(bq_client, cfg, champions):
-    rows = days.customers(cfg, PREFIX, N, END, start=200)
-    days.seed_days(bq_client, cfg, rows, DAYS)
-    yield rows
-    days.forget(bq_client, cfg, PREFIX)
+    with days.seeded(bq_client, cfg, PREFIX, N, DAYS, start=200) as rows:
+        yield rows
 
 
 def _plans(client, cfg) -> pd.DataFrame:

@@ -10,8 +10,8 @@ from gymnasium.utils.env_checker import check_env
 from retention import plan
 from retention.accept import MONOTONE, AcceptModel
 from retention.config import Config
-from retention.env import (BUDGET, DELAYS, NOISE, OBS, AcceptTable, RetentionEnv, Simulator, date_code, decide_day,
-                           history_features, observe, sample_block)
+from retention.env import (BUDGET, DELAYS, NOISE, OBS, AcceptTable, RetentionEnv, Simulator, _stable_argsort,
+                           candidate_order, date_code, decide_day, history_features, observe, sample_block)
 from retention.features import MONTHS, NEVER, OUTCOMES, WEEKDAYS, accept_features
 
 START = dt.date(2026, 3, 2)
@@ -281,3 +281,23 @@ def test_decide_day_logp_is_the_masked_probability_and_blocks_see_the_budget():
             assert ok[d.level[i]]
         assert np.exp(d.logp[i]) == pytest.approx(p, rel=1e-9)
     assert not (d.contact & ~eligible).any()
+
+
+def test_decide_day_of_no_candidates():
+    d = decide_day(np.zeros((0, len(OBS)), np.float32), np.zeros((0, 4)), np.zeros(0, bool), 100.0,
+                   np.zeros((0, NOISE)), lambda obs: pytest.fail("no block, no forward pass"), 16, propose=True)
+    assert d.contact.shape == (0,) and d.contact_ok.shape == (0, 2) and d.affordable.shape == (0, 4)
+    assert d.proposal.shape == (0, 3) and d.spent == 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stable_argsort_equals_numpy_stable(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 5000))
+    key = rng.choice([-1.5, -0.0, 0.0, 2.0, np.nan, np.inf], n) if seed % 2 else rng.normal(size=n).round(1)
+    assert _stable_argsort(key).tolist() == np.argsort(key, kind="stable").tolist()
+
+
+def test_candidate_order_puts_revenue_at_stake_first_ties_by_position():
+    risk, value = np.array([0.0, 0.5, 0.2, 0.5, 0.0]), np.array([100.0, 10.0, 25.0, 10.0, 5.0])
+    assert candidate_order(risk, value).tolist() == [1, 2, 3, 0, 4]  # 5, 5, 5, then the zeros

@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.plan import (_budget_pass_reference, budget_pass, decide, decide_greedy, eligibility, expected_values,
-                            holdout_mask, offer_costs, stable_hash, violations)
+from retention.plan import (REASONS, _budget_pass_reference, accept_probs, budget_pass, decide, decide_greedy,
+                            eligibility, expected_values, holdout_mask, offer_costs, reason_codes, reason_column,
+                            stable_hash, violations)
 
 M64 = (1 << 64) - 1
 
@@ -51,6 +52,19 @@ def test_stable_hash_pinned_values():
         12972476930549041867, 9085098722961635665, 17280346270528514342]
 
 
+def test_stable_hash_takes_any_string_container():
+    ids = ["SYN-0000001", "José", "", "x" * 40, "c10"]
+    want = [_hash_reference(s) for s in ids]
+    series = pd.Series(["pad"] + ids, dtype="str").iloc[1:]  # an Arrow array with an offset
+    chunked = pd.concat([pd.Series(ids[:2], dtype="str"), pd.Series(ids[2:], dtype="str")], ignore_index=True)
+    for strings in (ids, np.array(ids), np.array(ids, dtype=object), series, chunked):
+        assert stable_hash(strings).tolist() == want
+    assert stable_hash([7, 12]).tolist() == stable_hash(["7", "12"]).tolist()  # as strings, like the id column
+    assert stable_hash([]).dtype == np.uint64 and stable_hash([]).shape == (0,)
+    with pytest.raises(ValueError, match="missing"):
+        stable_hash(["c1", None])
+
+
 def test_holdout_share_and_stability():
     ids = pd.Series([f"{i:07d}-CUST" for i in range(100_000)])
     mask = holdout_mask(ids, 0.10)
@@ -78,6 +92,17 @@ def test_eligibility_reasons():
     assert eligible.tolist() == [True, False, False, False, False, True, False, False]
 
 
+def test_reason_codes_and_column():
+    day = pd.DataFrame({"suppressed": [True, False, False, False, True], "days_since_contact": [1, 1, 3, 999, 999],
+                        "contacts_in_window": [9, 9, 0, 5, 0]})
+    codes = reason_codes(day, Config(), np.array([True, True, False, False, False]))
+    assert codes.dtype == np.uint8
+    assert [REASONS[c] for c in codes] == ["suppressed", "holdout", "cooldown", "fatigue", "suppressed"]
+    column = reason_column(np.array([0, 5, 6, 7, 8], dtype=np.uint8))
+    assert column.dtype == "str" and column.tolist() == ["", "contact", "budget", "low_value", "wait"]
+    assert reason_column(np.zeros(0, np.uint8)).dtype == "str"
+
+
 # value and cost
 
 
@@ -88,6 +113,12 @@ def test_expected_values_and_costs_exact():
     # 0.1*1000*0.5 - 2, 0.2*1000*0.45 - 2, 0.3*1000*0.4 - 2, 0.4*1000*0.35 - 2
     np.testing.assert_allclose(expected_values(day, cfg), [[48.0, 88.0, 118.0, 138.0]])
     np.testing.assert_allclose(offer_costs(day, cfg), [[2.0, 52.0, 102.0, 152.0]])
+
+
+def test_accept_probs_of_rows():
+    day = pd.DataFrame({f"accept_prob_{k}": np.arange(5) + k / 10 for k in range(4)})
+    assert accept_probs(day).tolist() == [[i + k / 10 for k in range(4)] for i in range(5)]
+    assert accept_probs(day, np.array([3, 0])).tolist() == [[3.0, 3.1, 3.2, 3.3], [0.0, 0.1, 0.2, 0.3]]
 
 
 # budget pass

@@ -13,8 +13,8 @@ from retention import plan
 from retention.config import Config
 from retention.env import DELAYS, Simulator
 from retention.policy import (Policy, agent_policy, evaluate, greedy_decider, load_policy, no_contact,
-                              no_contact_decider, policy_decider, rollout, save_policy, top_risk, top_risk_decider,
-                              uniform_policy)
+                              no_contact_decider, policy_decider, roll, rollout, save_policy, top_risk,
+                              top_risk_decider, uniform_policy)
 from retention.ppo import Agent
 from tests.unit.test_env import START, cohort, flat_table
 from tests.unit.test_plan import _day
@@ -170,6 +170,34 @@ def test_save_and_load_give_the_same_decisions(tmp_path):
     assert loaded.version == "v1" and loaded.block == 8
     day, cfg = _day(300, 9), Config(daily_budget=2000.0)
     pd.testing.assert_frame_equal(rollout(day, cfg, loaded, DS), rollout(day, cfg, agent_policy(agent, "v1", 8), DS))
+
+
+def test_agent_policy_is_the_network_bit_for_bit_on_one_thread():
+    torch.manual_seed(3)
+    agent = Agent(hidden=32).eval()
+    logits = agent_policy(agent, "v1").logits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n in (1, 7, 1024):
+            obs = np.random.default_rng(n).random((n, 9), dtype=np.float32)
+            with torch.inference_mode():
+                want = [x.double().numpy() for x in agent.logits(torch.from_numpy(obs))]
+                fast = agent.inference_logits(torch.from_numpy(obs))
+            got = logits(obs)
+            assert all(g.dtype == np.float64 and np.array_equal(g, w) for g, w in zip(got, want))
+            assert all(np.array_equal(f.double().numpy(), w) for f, w in zip(fast, want))
+            assert torch.get_num_threads() == 2  # the forward's single thread is not left behind
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_rolled_reasons_are_the_rules_by_name():
+    day, cfg = _day(300, 11), Config(daily_budget=500.0)
+    r = roll(day, cfg, random_policy(3, 1.0, 32), DS)
+    _, rule = plan.eligibility(day, cfg)
+    assert r.reason.tolist() == rule.tolist()
+    np.testing.assert_array_equal(r.ev, plan.expected_values(day, cfg)[r.queue])
 
 
 # baselines and evaluation

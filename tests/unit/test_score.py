@@ -74,6 +74,14 @@ def test_score_is_one_batched_predict_per_offer_level(models, monkeypatch):
     assert calls == [3, 3, 3, 3]
 
 
+def test_scoring_in_chunks_gives_the_same_frame_as_one_batch(models):
+    risk, accept = models
+    day = pd.concat([day_frame()] * 3, ignore_index=True).assign(customer_id=lambda d: [f"c{i}" for i in range(9)])
+    whole = score(day, risk, accept, "2026-11-24", chunk=100)
+    chunked = score(day, risk, accept, "2026-11-24", chunk=2)
+    pd.testing.assert_frame_equal(chunked, whole)
+
+
 def test_score_of_an_empty_day(models):
     risk, accept = models
     out = score(day_frame().iloc[:0], risk, accept, "2026-11-24")

@@ -1,0 +1,35 @@
+"""The decide and forward benchmarks: records shaped like bench.ratios', on a tiny day."""
+import dataclasses
+
+import torch
+
+from bench.policy import bare_mlp, decide_throughput, forward_ratio, synthetic_day
+from retention.config import Config
+from retention.policy import agent_policy
+from retention.ppo import Agent
+
+
+def test_decide_throughput_excludes_the_forward():
+    torch.manual_seed(0)
+    policy = agent_policy(Agent(hidden=16), "v1", block=64)
+    calls = []
+
+    def counted(obs):
+        calls.append(len(obs))
+        return policy.logits(obs)
+
+    counting = dataclasses.replace(policy, logits=counted)
+    record = decide_throughput(Config(daily_budget=500.0), synthetic_day(1000), counting, repeat=2)
+    assert record["stage"] == "decide_excl_forward" and record["rows"] == 1000
+    assert record["rows_per_s"] > 0 and 0 < record["forward_seconds"] and record["target"] == ">= 1,000,000 rows/s"
+    assert isinstance(record["meets_target"], bool) and record["budget"] == 500.0 and record["contacts"] > 0
+    assert max(calls) == 64  # the policy is fed blocks, as in the daily plan
+
+
+def test_forward_ratio_against_the_bare_mlp():
+    record = forward_ratio(2048, hidden=16, repeat=2)
+    assert record["stage"] == "policy_forward" and record["rows"] == 2048 and record["ratio"] > 0
+    assert record["target"] == "ratio >= 0.5" and record["bare_default_threads_seconds"] > 0
+    # the same shape: the policy network is the bare MLP with its last layer split in three heads, plus the critic
+    critic = 16 + 1
+    assert sum(p.numel() for p in bare_mlp(16).parameters()) == sum(p.numel() for p in Agent(16).parameters()) - critic
