@@ -17,7 +17,7 @@ export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
 # With an RLHF champion the demo writes messages with it (on CPU: the 50 contacts of highest value; the rest
 # get the template); without one, the template backend.
-ifneq ($(wildcard $(RETENTION_ARTIFACT_ROOT)/models/ppo_text/champion/adapter_config.json),)
+ifneq ($(wildcard $(RETENTION_ARTIFACT_ROOT)/models/ppo_text/champion.json $(RETENTION_ARTIFACT_ROOT)/models/ppo_text/champion/adapter_config.json),)
 export RETENTION_GENERATOR ?= transformers
 export RETENTION_LLM_MAX_MESSAGES ?= 50
 endif

@@ -75,6 +75,7 @@ def plot(records: list[dict], fitted: dict[str, float], path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # a colour per stage (the default cycle repeats after ten)
     for stage, slope in fitted.items():
         pts = sorted((r["scale"], r["seconds"]) for r in records if r["stage"] == stage)
         ax.loglog(*zip(*pts), marker="o", label=f"{stage} (slope {slope:.2f})")

@@ -22,7 +22,7 @@ import torch
 from bench.ratios import _ratio, best_of
 from retention import plan
 from retention.config import Config, load_config
-from retention.env import DELAYS, OBS
+from retention.sampler import DELAYS, OBS
 from retention.policy import BLOCK, Policy, agent_policy, load_policy
 from retention.ppo import Agent
 

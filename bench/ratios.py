@@ -58,7 +58,8 @@ def score_vs_raw(cfg: Config, day: pd.DataFrame, ds: dt.date) -> list[dict]:
         accept.predict_levels(day, ds)
 
     limit = best_of(raw)
-    shap_limit = best_of(lambda: rb.predict(xgb.DMatrix(x_risk), pred_contribs=True, iteration_range=trees), repeat=2)
+    dm = xgb.DMatrix(x_risk, feature_names=list(risk.features_))
+    shap_limit = best_of(lambda: rb.predict(dm, pred_contribs=True, iteration_range=trees), repeat=2)
     ours = best_of(lambda: score(day, risk, accept, ds), repeat=2)
     probs = best_of(probabilities)
     codes = best_of(lambda: risk.reason_codes(risk_features(day)), repeat=2)

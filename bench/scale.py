@@ -41,6 +41,8 @@ def seed_bench(cfg, n: int, day: dt.date) -> dict:
     history = seed.history_for(customers, day, 42)
     suppression = seed.suppression_for(customers, day, 42)
     client = bq.client(cfg)
+    for dataset in (cfg.dataset, cfg.staging_dataset):  # a fresh dataset: an earlier scale's rows cost every MERGE
+        client.delete_dataset(f"{cfg.project}.{dataset}", delete_contents=True, not_found_ok=True)
     bq.ensure_tables(client, cfg)
     with timed(record):
         bq.replace_partition(client, cfg, customers, "customers", "snapshot_date", day)

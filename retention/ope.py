@@ -48,7 +48,8 @@ import pandas as pd
 from retention import plan
 from retention.accept import AcceptModel
 from retention.config import Config
-from retention.env import BUDGET, AcceptTable, Simulator, candidate_order, observe, telco_cohort
+from retention.env import AcceptTable, Simulator, telco_cohort
+from retention.sampler import BUDGET, candidate_order, observe
 from retention.policy import Policy, roll
 
 N_BOOT = 500

@@ -28,7 +28,8 @@ import pandas as pd
 from retention import bq, plan
 from retention.accept import AcceptModel
 from retention.config import Config
-from retention.env import DELAYS, RISK_DAYS, AcceptTable, date_code, history_features
+from retention.env import RISK_DAYS, AcceptTable, date_code, history_features
+from retention.sampler import DELAYS
 from retention.features import OUTCOMES
 from retention.ope import reward
 from retention.policy import Policy, decision_noise

@@ -22,7 +22,8 @@ import torch
 
 from retention import plan
 from retention.config import Config
-from retention.env import DELAYS, NOISE, Decisions, Simulator, candidate_order, decide_day, observe
+from retention.env import Simulator
+from retention.sampler import DELAYS, NOISE, Decisions, candidate_order, decide_day, observe
 from retention.ppo import Agent
 
 MODEL_FILE = "policy.pt"

@@ -29,7 +29,8 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from retention import plan
-from retention.env import BUDGET, DELAYS, NOISE, OBS, Simulator, candidate_order, decide_day, observe
+from retention.env import Simulator
+from retention.sampler import BUDGET, DELAYS, NOISE, OBS, candidate_order, decide_day, observe
 
 RULES = ("budget", "fatigue", "cooldown")
 

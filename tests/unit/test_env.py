@@ -10,8 +10,9 @@ from gymnasium.utils.env_checker import check_env
 from retention import plan
 from retention.accept import MONOTONE, AcceptModel
 from retention.config import Config
-from retention.env import (BUDGET, DELAYS, NOISE, OBS, AcceptTable, RetentionEnv, Simulator, _stable_argsort,
-                           candidate_order, date_code, decide_day, history_features, observe, sample_block)
+from retention.env import AcceptTable, RetentionEnv, Simulator, date_code, history_features
+from retention.sampler import (BUDGET, DELAYS, NOISE, OBS, _stable_argsort, candidate_order, decide_day, observe,
+                               sample_block)
 from retention.features import MONTHS, NEVER, OUTCOMES, WEEKDAYS, accept_features
 
 START = dt.date(2026, 3, 2)

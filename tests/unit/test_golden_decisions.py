@@ -8,7 +8,7 @@ import pytest
 
 from retention import plan
 from retention.config import Config
-from retention.env import BUDGET, DELAYS, NOISE, OBS, decide_day, observe
+from retention.sampler import BUDGET, DELAYS, NOISE, OBS, decide_day, observe
 from retention.policy import Policy, decision_noise, rollout
 
 DS = dt.date(2026, 6, 1)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from retention import plan
 from retention.config import Config
-from retention.env import DELAYS, Simulator
+from retention.env import Simulator
+from retention.sampler import DELAYS
 from retention.policy import (Policy, agent_policy, evaluate, greedy_decider, load_policy, no_contact,
                               no_contact_decider, policy_decider, roll, rollout, save_policy, top_risk,
                               top_risk_decider, uniform_policy)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from retention.config import Config
-from retention.env import OBS, Simulator
+from retention.env import Simulator
+from retention.sampler import OBS
 from retention.ppo import Agent, Lagrange, PPOConfig, compute_gae, learning_curve, raw_costs, train
 from tests.unit.test_env import cohort, flat_table
 
