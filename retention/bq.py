@@ -5,8 +5,9 @@ import datetime
 import io
 import json
 import logging
+import re
 import uuid
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -180,28 +181,41 @@ def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame, table:
                       key: str, value: Any, extra_key: dict[str, Any] | None = None) -> None:
     """Atomically make the rows of `table` where `key = value` exactly `df`.
 
-    Load to a staging table unique to this call, then one MERGE: insert every staged row and
-    delete every old row of the partition in the same statement, so readers see the old
-    partition or the new one, never a mix. `extra_key` narrows the replaced slice (e.g. run_id).
+    Load to a staging table unique to this call, then one transaction: delete the slice, insert every staged
+    row, commit. Readers see the old slice or the new one, never a mix; a statement that fails rolls the whole
+    transaction back. `extra_key` narrows the replaced slice (e.g. run_id).
     """
     staging_name = f"{table}_{str(value).replace('-', '')}_{uuid.uuid4().hex[:8]}"
     staging_id = cfg.table(staging_name, staging=True)
     bq.create_table(table_spec(cfg, table, staging=True, name=staging_name))
     try:
         load(bq, df, table, staging_id)
-        execute(bq, _merge_sql(cfg, table, staging_id, key, list(extra_key or {})), value=value, **(extra_key or {}))
+        execute(bq, _swap_sql(cfg, table, staging_id, {key: value, **(extra_key or {})}))
     finally:
         bq.delete_table(staging_id, not_found_ok=True)
 
 
-def _merge_sql(cfg: Config, table: str, staging_id: str, key: str, extra: Iterable[str]) -> str:
-    cols = columns(table)
-    slice_ = " AND ".join([f"T.{key} = @value"] + [f"T.{k} = @{k}" for k in extra])
-    return (
-        f"MERGE `{cfg.table(table)}` T USING (SELECT * FROM `{staging_id}`) S ON FALSE "
-        f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join('S.' + c for c in cols)}) "
-        f"WHEN NOT MATCHED BY SOURCE AND {slice_} THEN DELETE"
-    )
+def _swap_sql(cfg: Config, table: str, staging_id: str, slice_: dict[str, Any]) -> str:
+    # a transaction rather than a MERGE: the emulator's MERGE ran over 14 minutes replacing a 1M-row partition,
+    # the transaction 3 s; BigQuery runs either atomically
+    cols = ", ".join(columns(table))
+    where = " AND ".join(f"{k} = {_literal(v)}" for k, v in slice_.items())
+    return (f"BEGIN TRANSACTION; DELETE FROM `{cfg.table(table)}` WHERE {where}; "
+            f"INSERT INTO `{cfg.table(table)}` ({cols}) SELECT {cols} FROM `{staging_id}`; COMMIT TRANSACTION;")
+
+
+SAFE_TEXT = re.compile(r"[A-Za-z0-9_:+.\-]{1,250}")
+"""What a string slice key may hold to be written into SQL: Airflow run ids and the like, never customer text."""
+
+
+def _literal(value: Any) -> str:
+    """A slice key as SQL text: the emulator binds no query parameters inside a multi-statement script (BigQuery
+    does), so the keys are written in, and only dates and run-id-shaped strings are accepted."""
+    if type(value) is datetime.date:
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str) and SAFE_TEXT.fullmatch(value):
+        return f"'{value}'"
+    raise ValueError(f"slice key {value!r}: only dates and strings of [A-Za-z0-9_:+.-] are written into SQL")
 
 
 def count(bq: bigquery.Client, cfg: Config, table: str, where: str = "TRUE", **params: Any) -> int:

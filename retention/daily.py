@@ -2,7 +2,7 @@
 
 Each stage reads the previous stage's Parquet file under `cfg.run_dir(ds, run_id)`, does its
 work with the pure core, writes its own file and returns a small summary (what XCom carries).
-A retried stage overwrites its own file; only `publish` touches the contact plan, in one MERGE.
+A retried stage overwrites its own file; only `publish` touches the contact plan, in one transaction.
 What a stage writes to BigQuery (rejects, contact_plan, plan_runs) replaces the slice keyed by
 (ds[, run_id]), so a retry or a rerun recreates it and never adds to it.
 """
@@ -207,7 +207,7 @@ def validate_plan(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
 
 
 def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str, Any]:
-    """Replace the ds partition of contact_plan in one MERGE, then record the run in plan_runs."""
+    """Replace the ds partition of contact_plan in one transaction, then record the run in plan_runs."""
     with _timed(cfg, ds, run_id, "publish"):
         final = _read(cfg, ds, run_id, "shield").assign(plan_date=_date(ds), run_id=run_id)
         client = bq.client(cfg)

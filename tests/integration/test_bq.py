@@ -48,6 +48,14 @@ def test_round_trip_keeps_types(bq_client, cfg):
     assert got["plan_date"][0] == DAY and got["contact"].tolist() == [True, False]
 
 
+def test_only_dates_and_run_id_shaped_text_become_sql_literals():
+    assert bq._literal(DAY) == f"DATE '{DAY.isoformat()}'"
+    assert bq._literal("manual__2026-11-25T12:00:00+00:00") == "'manual__2026-11-25T12:00:00+00:00'"
+    for bad in ("x'; DROP TABLE t; --", "a b", "", dt.datetime(2026, 1, 1), 7):
+        with pytest.raises(ValueError, match="slice key"):
+            bq._literal(bad)
+
+
 def test_null_in_required_column_names_row_and_field():
     bad = _plan_rows(3, "bad")
     bad.loc[1, "run_id"] = None
@@ -55,10 +63,11 @@ def test_null_in_required_column_names_row_and_field():
         bq.to_arrow(bad, "contact_plan")
 
 
-def test_failed_merge_leaves_previous_partition(bq_client, cfg, monkeypatch):
+def test_a_failed_insert_rolls_back_its_delete_and_leaves_the_previous_partition(bq_client, cfg, monkeypatch):
     bq.replace_partition(bq_client, cfg, _plan_rows(3, "good"), "contact_plan", "plan_date", DAY)
-    monkeypatch.setattr(bq, "_merge_sql", lambda *a: "MERGE this is not sql")
-    with pytest.raises(Exception, match="(?i)syntax|parse|invalid"):
+    swap = bq._swap_sql  # the DELETE runs, then the INSERT fails: the transaction must undo the DELETE
+    monkeypatch.setattr(bq, "_swap_sql", lambda *a: swap(*a).replace("INSERT INTO `", "INSERT INTO `nowhere"))
+    with pytest.raises(Exception, match="(?i)not found|does not exist|catalog|invalid"):
         bq.replace_partition(bq_client, cfg, _plan_rows(4, "bad"), "contact_plan", "plan_date", DAY)
     assert list(bq_client.list_tables(cfg.staging_dataset)) == []
     got = bq.query(bq_client, cfg, f"SELECT run_id FROM `{cfg.table('contact_plan')}` WHERE plan_date = @ds", ds=DAY)

@@ -91,10 +91,10 @@ def _fail_after(function):
 
 
 def _fail_merge_into(table: str, execute=bq.execute):
-    """bq.execute that fails the MERGE into `table` (after its staging table was loaded)."""
+    """bq.execute that fails the transaction replacing a slice of `table` (after its staging table was loaded)."""
     def failing(client, sql, **params):
-        if sql.startswith("MERGE ") and f".{table}` T " in sql:
-            raise Injected(f"MERGE into {table} failed")
+        if sql.startswith("BEGIN TRANSACTION") and f".{table}` WHERE " in sql:
+            raise Injected(f"replacing the slice of {table} failed")
         return execute(client, sql, **params)
     return failing
 
