@@ -10,6 +10,7 @@ emulator by default) in the dataset `bench`, so the demo's tables are never touc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -115,6 +116,7 @@ def shield_schedule(cfg, ds: str, run_id: str) -> dict:
 def sharded(cfg, ds: str, run_id: str, n: int, shards: int) -> list[dict]:
     """Score in `shards` shards (as the DAG's mapped tasks would, here one after another), decide over all of them,
     and compare with the unsharded run's decisions: the records say whether every row is identical."""
+    cfg = dataclasses.replace(cfg, score_shards=shards)
     shard_run = f"{run_id}__sharded"
     cfg.run_dir(ds, shard_run).mkdir(parents=True, exist_ok=True)
     shutil.copy(cfg.run_dir(ds, run_id) / "validate_input.parquet", cfg.run_dir(ds, shard_run))
@@ -122,11 +124,11 @@ def sharded(cfg, ds: str, run_id: str, n: int, shards: int) -> list[dict]:
     for shard in range(shards):
         record: dict = {"stage": f"score_shard_{shard}_of_{shards}"}
         with timed(record):
-            record["rows"] = daily.score(cfg, ds, shard_run, shard, shards)["scored"]
+            record["rows"] = daily.score(cfg, ds, shard_run, shard)["scored"]
         records.append(record)
     record = {"stage": f"decide_over_{shards}_shards", "rows": n}
     with timed(record):
-        daily.decide(cfg, ds, shard_run, shards)
+        daily.decide(cfg, ds, shard_run)
     one = pd.read_parquet(cfg.run_dir(ds, run_id) / "decide.parquet")
     many = pd.read_parquet(cfg.run_dir(ds, shard_run) / "decide.parquet")
     record["identical_plan"] = bool(one[DECISION].equals(many[DECISION]))

@@ -52,13 +52,11 @@ def retention_daily():
 
     @task
     def score(shard: int, ds=None, run_id=None, params=None):
-        cfg = load_config(params)
-        return daily.score(cfg, ds, run_id, shard, cfg.score_shards)
+        return daily.score(load_config(params), ds, run_id, shard)
 
     @task
     def decide(ds=None, run_id=None, params=None):
-        cfg = load_config(params)
-        return daily.decide(cfg, ds, run_id, cfg.score_shards)
+        return daily.decide(load_config(params), ds, run_id)
 
     @task
     def generate(ds=None, run_id=None, params=None):

@@ -140,11 +140,13 @@ def validate_input(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
             "report_uri": summary["report_uri"]}
 
 
-def score(cfg: Config, ds: str, run_id: str, shard: int = 0, shards: int = 1) -> dict[str, Any]:
+def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
     """Calibrated churn risk, acceptance for each offer level, reason codes: from the champions.
 
-    With shards > 1 this scores one shard of the customers (a mapped task per shard); decide reads them all.
+    With cfg.score_shards > 1 this scores one shard of the customers (a mapped task per shard); decide reads
+    them all.
     """
+    shards = cfg.score_shards
     name = shard_name("score", shard, shards)
     with _timed(cfg, ds, run_id, name):
         risk = RiskModel.load(cfg.model_dir("risk"))
@@ -158,15 +160,16 @@ def score(cfg: Config, ds: str, run_id: str, shard: int = 0, shards: int = 1) ->
     return {"shard": shard, "scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
 
 
-def read_scored(cfg: Config, ds: str, run_id: str, shards: int = 1) -> pd.DataFrame:
+def read_scored(cfg: Config, ds: str, run_id: str) -> pd.DataFrame:
     """Every shard's scores as one frame in customer_id order (the order an unsharded score keeps)."""
+    shards = cfg.score_shards
     if shards == 1:
         return _read(cfg, ds, run_id, "score")
     parts = [_read(cfg, ds, run_id, shard_name("score", s, shards)) for s in range(shards)]
     return pd.concat(parts, ignore_index=True).sort_values("customer_id", kind="stable", ignore_index=True)
 
 
-def decide(cfg: Config, ds: str, run_id: str, shards: int = 1) -> dict[str, Any]:
+def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """Contact or wait, which offer, when to follow up: under the hard rules, within the budget.
 
     One ordered pass over all the day's candidates, whatever the score shards: the policy sees the budget left,
@@ -174,7 +177,7 @@ def decide(cfg: Config, ds: str, run_id: str, shards: int = 1) -> dict[str, Any]
     """
     with _timed(cfg, ds, run_id, "decide"):
         policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
-        decided = plan.decide(read_scored(cfg, ds, run_id, shards), cfg, policy, ds)
+        decided = plan.decide(read_scored(cfg, ds, run_id), cfg, policy, ds)
         _write(cfg, ds, run_id, "decide", decided)
     return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2),
             "policy": str(decided["policy_model"].iloc[0]) if len(decided) else ""}
@@ -260,11 +263,9 @@ def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_ur
 
 def run_all(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """Every stage in order in this process (the CLI and tests); the DAG runs the same functions as tasks."""
-    shards = cfg.score_shards
     summaries = {"extract": extract(cfg, ds, run_id), "validate_input": validate_input(cfg, ds, run_id)}
-    summaries["score"] = [score(cfg, ds, run_id, s, shards) for s in range(shards)]
-    summaries["decide"] = decide(cfg, ds, run_id, shards)
-    for stage in (generate, shield, validate_plan):
+    summaries["score"] = [score(cfg, ds, run_id, s) for s in range(cfg.score_shards)]
+    for stage in (decide, generate, shield, validate_plan):
         summaries[stage.__name__] = stage(cfg, ds, run_id)
     summaries["publish"] = publish(cfg, ds, run_id, summaries["validate_plan"]["report_uri"])
     return summaries
