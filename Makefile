@@ -77,7 +77,7 @@ airflow: setup bq-up $(AIRFLOW_HOME)/.migrated
 
 # make deploy BUCKET=gs://<composer-bucket> [DATASETS=dir] [DRY=1]
 deploy: setup
-	$(BIN)/python -m retention.deploy composer --bucket $(BUCKET) $(if $(DATASETS),--datasets $(DATASETS)) $(if $(DRY),--dry-run)
+	$(BIN)/python -m retention.infra.deploy composer --bucket $(BUCKET) $(if $(DATASETS),--datasets $(DATASETS)) $(if $(DRY),--dry-run)
 
 clean:
 	-$(BIN)/retention bq down

@@ -20,8 +20,8 @@ import numpy as np
 from bench import policy as bench_policy
 from bench import ratios
 from retention.config import REPO_ROOT, load_config
-from retention.policy import agent_policy, load_policy
-from retention.ppo import Agent
+from retention.deciding.policy import agent_policy, load_policy
+from retention.deciding.network import Agent
 
 TARGETS = {"shield_schedule": [("rows_per_s", 200_000)], "end_to_end": [("seconds", 600), ("peak_rss_mb", 4096)]}
 """Targets at the largest scale: shield + schedule >= 200k messages/s; 1M under 10 minutes and 4 GiB."""

@@ -20,11 +20,12 @@ import pandas as pd
 import torch
 
 from bench.ratios import _ratio, best_of
-from retention import plan
+from retention.deciding.decide import decide_plan
+from retention.deciding import rules
 from retention.config import Config, load_config
-from retention.sampler import DELAYS, OBS
-from retention.policy import BLOCK, Policy, agent_policy, load_policy
-from retention.ppo import Agent
+from retention.deciding.sampler import DELAYS, OBS
+from retention.deciding.policy import BLOCK, Policy, agent_policy, load_policy
+from retention.deciding.network import Agent
 
 DS = dt.date(2026, 6, 1)
 TARGET_ROWS_PER_S = 1_000_000
@@ -34,7 +35,7 @@ TARGET_FORWARD_RATIO = 0.5
 
 
 def decide_throughput(cfg: Config, day: pd.DataFrame, policy: Policy, ds: dt.date = DS, repeat: int = 5) -> dict:
-    """rows/s of plan.decide on `day` with `policy`, the forward pass excluded; best of `repeat` runs.
+    """rows/s of decide.decide on `day` with `policy`, the forward pass excluded; best of `repeat` runs.
 
     Every call of policy.logits is timed and its seconds are subtracted from the run's: the decisions are the
     policy's own (a stand-in with free logits would contact different rows and spend the budget differently).
@@ -52,7 +53,7 @@ def decide_throughput(cfg: Config, day: pd.DataFrame, policy: Policy, ds: dt.dat
     for _ in range(repeat):
         forward[0] = 0.0
         start = time.perf_counter()
-        planned = plan.decide(day, cfg, timed, ds)
+        planned = decide_plan(day, cfg, timed, ds)
         total = time.perf_counter() - start
         if total - forward[0] < best_total - best_forward:
             best_total, best_forward, contacts = total, forward[0], int(planned["contact"].sum())
@@ -64,7 +65,7 @@ def decide_throughput(cfg: Config, day: pd.DataFrame, policy: Policy, ds: dt.dat
 def bare_mlp(hidden: int) -> torch.nn.Sequential:
     """The policy network's shape as a plain MLP: state -> hidden -> hidden -> all 2 + 4 + 8 logits."""
     return torch.nn.Sequential(torch.nn.Linear(len(OBS), hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, hidden),
-                               torch.nn.Tanh(), torch.nn.Linear(hidden, 2 + plan.LEVELS + DELAYS)).eval()
+                               torch.nn.Tanh(), torch.nn.Linear(hidden, 2 + rules.LEVELS + DELAYS)).eval()
 
 
 def forward_ratio(n: int, hidden: int = 128, repeat: int = 7) -> dict:
@@ -105,13 +106,13 @@ def forward_ratio(n: int, hidden: int = 128, repeat: int = 7) -> dict:
 def synthetic_day(n: int, seed: int = 0) -> pd.DataFrame:
     """n scored customers as decide receives them: random scores, a history mix that reaches every hard rule."""
     rng = np.random.default_rng(seed)
-    accept = np.sort(rng.uniform(0, 0.6, (n, plan.LEVELS)), axis=1)  # richer offers are accepted more often
+    accept = np.sort(rng.uniform(0, 0.6, (n, rules.LEVELS)), axis=1)  # richer offers are accepted more often
     ids = np.strings.add("SYN-", np.strings.zfill(np.arange(1, n + 1).astype(np.dtypes.StringDType()), 7))
     return pd.DataFrame({
         "customer_id": pd.Series(ids, dtype="str"),
         "customer_value": (12 * rng.uniform(18, 120, n)).round(2),
         "churn_risk": rng.uniform(0, 0.9, n),
-        **{f"accept_prob_{k}": accept[:, k] for k in range(plan.LEVELS)},
+        **{f"accept_prob_{k}": accept[:, k] for k in range(rules.LEVELS)},
         "suppressed": rng.random(n) < 0.03,
         "days_since_contact": rng.choice([1, 3, 6, 7, 8, 30, 999, 999, 999, 999], n),
         "contacts_in_window": rng.choice([0, 0, 0, 1, 2, 3, 4], n),

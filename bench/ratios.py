@@ -10,13 +10,16 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from retention import bq, plan, seed
-from retention.accept import AcceptModel
+from retention.infra import bq
+from retention.deciding.decide import decide_plan
+from retention.deciding import rules
+from retention.datasets import seed
+from retention.scoring.accept import AcceptModel
 from retention.config import Config
-from retention.features import accept_features, customer_mapped, risk_features
-from retention.risk import RiskModel
-from retention.score import score
-from retention.telco import read_telco
+from retention.scoring.features import accept_features, customer_mapped, risk_features
+from retention.scoring.risk import RiskModel
+from retention.scoring.score import score
+from retention.datasets.telco import read_telco
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
@@ -75,13 +78,13 @@ def budget_vs_argsort(n: int) -> dict:
     rng = np.random.default_rng(0)
     scores, costs = rng.random(n), rng.random(n) * 10
     limit = best_of(lambda: np.argsort(-scores, kind="stable"))
-    ours = best_of(lambda: plan.budget_pass(scores, costs, costs.sum() / 3))
+    ours = best_of(lambda: rules.budget_pass(scores, costs, costs.sum() / 3))
     return _ratio("budget_pass", "numpy argsort", n, ours, limit)
 
 
 def decide_rate(cfg: Config, scored: pd.DataFrame) -> dict:
     """decide() customers/s (the greedy rule or the policy rollout, whichever the champion gives)."""
-    ours = best_of(lambda: plan.decide(scored, cfg), repeat=2)
+    ours = best_of(lambda: decide_plan(scored, cfg), repeat=2)
     return _ratio("decide", "", len(scored), ours, None, target_rows_per_s=1_000_000)
 
 

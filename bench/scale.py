@@ -4,7 +4,7 @@
     python -m bench.scale 1000000 --shards 4         # also the sharded score, checked against the unsharded plan
     python -m bench.scale 1000000 --profile score    # and a pyinstrument profile of the named stages
 
-The stages are the real `retention.daily` functions against the configured BigQuery (the embedded
+The stages are the real `retention.pipeline.daily` functions against the configured BigQuery (the embedded
 emulator by default) in the dataset `bench`, so the demo's tables are never touched.
 """
 from __future__ import annotations
@@ -23,11 +23,13 @@ from typing import Iterator
 import pandas as pd
 
 from bench.memory import timed
-from retention import bq, daily, seed
+from retention.infra import bq
+from retention.pipeline import daily
+from retention.datasets import seed
 from retention.config import load_config
 from retention.messages import schedule
 from retention.messages import shield as shield_rules
-from retention.telco import read_telco
+from retention.datasets.telco import read_telco
 
 DECISION = ["customer_id", "churn_risk", "accept_prob_0", "accept_prob_3", "contact", "offer_level", "offer_cost",
             "followup_days", "propensity", "holdout", "decision_reason"]

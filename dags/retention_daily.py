@@ -1,7 +1,7 @@
 """retention_daily: the day's contact plan, one run per logical date `ds` (see DESIGN.md).
 
 extract >> validate_input >> score (mapped over score_shards) >> decide >> generate >> shield >> validate_plan
->> publish. Each task is one call into retention.daily, keyed by (ds, run_id); stages hand over Parquet files
+>> publish. Each task is one call into retention.pipeline.daily, keyed by (ds, run_id); stages hand over Parquet files
 under the artifact root, XCom carries only small summaries. `score` is one mapped task per shard of customers
 (by customer_id hash); decide is one ordered pass over every shard's candidates, so the plan is the same
 whatever the shard count.
@@ -13,7 +13,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, chain, dag, task
 
-from retention import daily
+from retention.pipeline import daily
 from retention_runner import run_stage
 from retention.config import load_config
 

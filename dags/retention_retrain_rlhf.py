@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from retention_runner import run_training_job
 
-from retention import jobs
+from retention.infra import jobs
 from retention.config import TRAIN_PROFILES, load_config
 
 CFG = load_config()

@@ -2,7 +2,7 @@
 
 Each task runs one training/ entry point through the runner: a local subprocess on the embedded
 default, a Vertex AI custom job on a CPU machine in production (runner and schedule from the Config).
-A model that passes its gate moves its champion pointer (retention/artifacts.py); one that fails fails
+A model that passes its gate moves its champion pointer (retention/infra/artifacts.py); one that fails fails
 its task, the champion stays as it was and its Asset is not updated (retention_retrain_policy
 waits for both champions).
 """
@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from retention_runner import run_training_job
 
-from retention import jobs
+from retention.infra import jobs
 from retention.config import TRAIN_PROFILES, load_config
 
 CFG = load_config()

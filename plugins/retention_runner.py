@@ -2,7 +2,7 @@
 
 `runner=local` (the embedded default): a training job is a local subprocess, a stage a function call.
 `runner=vertex` (production): a training job is a Vertex AI custom job from its docker/ image, with the
-same module and arguments (retention/jobs.py, retention/vertex.py); so is vLLM generation, on an L4.
+same module and arguments (retention/infra/jobs.py, retention/infra/vertex.py); so is vLLM generation, on an L4.
 The job is a plain `google.cloud.aiplatform.CustomJob` run to completion inside the Airflow task: the
 task fails when the job fails, and a training job fails when its model misses its gate, so an Asset
 outlet of the task is updated only when a new champion was promoted.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 
-from retention import jobs, vertex
+from retention.infra import jobs, vertex
 from retention.config import Config
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def run_stage(cfg: Config, stage: str, ds: str, run_id: str) -> dict:
     """Run one stage of the daily plan and return its summary: generation with vLLM as a Vertex AI job on an
     L4 under the Vertex runner, everything else in this process."""
     # imported here, not at module level: the daily plan's 3 s of imports, which the retraining DAGs do not need
-    from retention.stage import run_in_process, summary_path
+    from retention.pipeline.stage import run_in_process, summary_path
 
     if cfg.runner == "local" or stage != "generate" or cfg.generator != "vllm":
         return run_in_process(cfg, stage, ds, run_id)

@@ -14,13 +14,6 @@ from retention.config import Config, load_config
 
 log = logging.getLogger("retention")
 
-EXAMPLE_QUERY = """\
-SELECT offer_pct, COUNT(*) AS contacts, ROUND(SUM(offer_cost), 2) AS committed,
-       ROUND(AVG(churn_risk), 3) AS mean_risk, ROUND(SUM(expected_value), 2) AS expected_value
-FROM `{table}`
-WHERE plan_date = @ds AND contact
-GROUP BY offer_pct
-ORDER BY offer_pct"""
 
 
 def _day(text: str) -> str:
@@ -29,7 +22,7 @@ def _day(text: str) -> str:
 
 
 def cmd_bq(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import bq, emulator
+    from retention.infra import bq, emulator
 
     emu = emulator.for_config(cfg)
     if args.action == "up":
@@ -43,8 +36,9 @@ def cmd_bq(cfg: Config, args: argparse.Namespace) -> None:
 
 def cmd_seed(cfg: Config, args: argparse.Namespace) -> None:
     """Snapshots for the `days` days ending at ds (same customers each day), history and suppressions as of ds."""
-    from retention import bq, seed
-    from retention.telco import read_telco
+    from retention.infra import bq
+    from retention.datasets import seed
+    from retention.datasets.telco import read_telco
 
     last = dt.date.fromisoformat(args.ds)
     telco = read_telco(cfg.data_dir)
@@ -59,7 +53,7 @@ def cmd_seed(cfg: Config, args: argparse.Namespace) -> None:
         bq.replace_partition(client, cfg, customers, "customers", "snapshot_date", day)
     history = seed.history_for(customers, last, args.seed)
     suppression = seed.suppression_for(customers, last, args.seed)
-    bq.execute(client, f"DELETE FROM `{cfg.table('contact_history')}` WHERE contact_date < @ds", ds=last)
+    bq.execute(client, bq.sql_text("seed_trim_history", cfg), ds=last)
     bq.load(client, history, "contact_history", cfg.table("contact_history"), truncate=False)
     bq.load(client, suppression, "suppression", cfg.table("suppression"))
     first = last - dt.timedelta(days=args.days - 1)
@@ -68,7 +62,7 @@ def cmd_seed(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_train(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import jobs
+    from retention.infra import jobs
 
     names = ["risk", "accept", "policy"] if args.model == "all" else [args.model]
     for name in names:
@@ -80,7 +74,7 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_plan(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import daily
+    from retention.pipeline import daily
 
     run_id = args.run_id or f"cli__{args.ds}__{uuid.uuid4().hex[:8]}"
     summary = daily.run_all(cfg, args.ds, run_id)
@@ -89,7 +83,7 @@ def cmd_plan(cfg: Config, args: argparse.Namespace) -> None:
 
 def cmd_decide(cfg: Config, args: argparse.Namespace) -> None:
     """One customer's decision and shielded message with the champions; nothing is written."""
-    from retention import retain
+    from retention.pipeline import retain
 
     facts = json.loads(args.json) if args.json else retain.facts_for_customer(cfg, args.customer_id, args.ds)
     print(json.dumps(retain.decide_one(cfg, facts, args.ds), indent=1, default=str))
@@ -97,7 +91,7 @@ def cmd_decide(cfg: Config, args: argparse.Namespace) -> None:
 
 def cmd_backfill(cfg: Config, args: argparse.Namespace) -> None:
     """Run the daily plan for every day in [start, end], in order; each day replaces its own partition."""
-    from retention import daily
+    from retention.pipeline import daily
 
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     if end < start:
@@ -110,8 +104,8 @@ def cmd_backfill(cfg: Config, args: argparse.Namespace) -> None:
 
 def cmd_ope(cfg: Config, args: argparse.Namespace) -> None:
     """Value of a candidate policy from logged decisions: IPS, SNIPS and DR per customer, intervals and ESS."""
-    from retention import ope
-    from retention.policy import load_policy
+    from retention.simulation import ope
+    from retention.deciding.policy import load_policy
 
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     if end < start:
@@ -126,9 +120,10 @@ def cmd_ope(cfg: Config, args: argparse.Namespace) -> None:
         logs, truth = ope.simulate_logs(sim, behaviour, target, episodes)
         source = f"{behaviour.version} in the simulator ({len(sim.ids):,} customers, {args.episodes} x {days} days)"
     else:
-        from retention import bq, outcomes
-        from retention.accept import AcceptModel
-        from retention.env import AcceptTable
+        from retention.infra import bq
+        from retention.pipeline import outcomes
+        from retention.scoring.accept import AcceptModel
+        from retention.simulation.simulator import AcceptTable
 
         client = bq.client(cfg)
         logs = ope.logged_data(client, cfg, start, end)
@@ -152,9 +147,10 @@ def cmd_ope(cfg: Config, args: argparse.Namespace) -> None:
 
 def cmd_simulate_outcomes(cfg: Config, args: argparse.Namespace) -> None:
     """Simulated outcomes of the published contacts of each day in [start, end], in order, into contact_history."""
-    from retention import bq, daily, outcomes
-    from retention.accept import AcceptModel
-    from retention.env import AcceptTable
+    from retention.infra import bq
+    from retention.pipeline import daily, outcomes
+    from retention.scoring.accept import AcceptModel
+    from retention.simulation.simulator import AcceptTable
 
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     if end < start:
@@ -170,9 +166,9 @@ def cmd_simulate_outcomes(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_query(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import bq
+    from retention.infra import bq
 
-    sql = args.sql or EXAMPLE_QUERY.format(table=cfg.table("contact_plan"))
+    sql = args.sql or bq.sql_text("example_plan_by_offer", cfg)
     params = {"ds": dt.date.fromisoformat(args.ds)} if "@ds" in sql else {}
     if not args.sql:
         print(sql)
@@ -180,11 +176,10 @@ def cmd_query(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import bq
+    from retention.infra import bq
 
     client = bq.client(cfg)
-    runs = bq.query(client, cfg, f"SELECT * FROM `{cfg.table('plan_runs')}` WHERE plan_date = @ds "
-                                 "ORDER BY finished_at DESC LIMIT 1", ds=dt.date.fromisoformat(args.ds))
+    runs = bq.query(client, cfg, bq.sql_text("summary_latest_run", cfg), ds=dt.date.fromisoformat(args.ds))
     if runs.empty:
         sys.exit(f"no run recorded in plan_runs for {args.ds}")
     run = runs.iloc[0]
@@ -195,14 +190,10 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
     print(f"  {'stage_seconds':<22}{run['stage_seconds']}")
     print(f"  {'model_versions':<22}{run['model_versions']}")
     day = dt.date.fromisoformat(args.ds)
-    messages = bq.query(client, cfg, f"SELECT generator, JSON_VALUE(shield_checks, '$.action') AS shield_action, "
-                                     f"COUNT(*) AS messages FROM `{cfg.table('contact_plan')}` "
-                                     "WHERE plan_date = @ds AND contact GROUP BY 1, 2 ORDER BY 3 DESC", ds=day)
+    messages = bq.query(client, cfg, bq.sql_text("summary_messages", cfg), ds=day)
     print("\nMessages by generator and shield action:")
     print(_table(messages))
-    samples = bq.query(client, cfg, f"SELECT customer_id, offer_pct, generator, message, send_at "
-                                    f"FROM `{cfg.table('contact_plan')}` WHERE plan_date = @ds AND contact "
-                                    "ORDER BY expected_value DESC, customer_id LIMIT 3", ds=day)
+    samples = bq.query(client, cfg, bq.sql_text("summary_samples", cfg), ds=day)
     print("\nThree sample messages (highest expected value):")
     for _, r in samples.iterrows():
         print(f"  {r['customer_id']} [{r['generator']}, offer {r['offer_pct']:.0%}, send {r['send_at']}]: {r['message']}")
@@ -211,13 +202,13 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_report(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import quality
+    from retention.pipeline import quality
 
     print(quality.report(cfg, args.ds))
 
 
 def cmd_deploy(cfg: Config, args: argparse.Namespace) -> None:
-    from retention import deploy
+    from retention.infra import deploy
 
     sys.exit(deploy.main(args.rest))
 

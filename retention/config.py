@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CHANNELS = ("email", "sms", "phone", "app")
+"""The contact channels of the data contract (customers.channel)."""
 """Checkout (or Composer bucket) root holding sql/ and expectations/."""
 
 
@@ -107,7 +109,7 @@ class Config:
     def model_dir(self, name: str) -> Path:
         """The directory model `name` is read from: its URI when set, else its champion (through the pointer)."""
         # imported here, not at module level: artifacts brings the plotting stack, which DAG parsing does not need
-        from retention.artifacts import champion_dir
+        from retention.infra.artifacts import champion_dir
 
         uri = {"risk": self.risk_model_uri, "accept": self.accept_model_uri,
                "policy": self.policy_model_uri, "ppo_text": self.message_model_uri}.get(name, "")

@@ -41,7 +41,7 @@ def cfg(test_env):
 @pytest.fixture(scope="session")
 def bq_client(cfg):
     """A real google-cloud-bigquery client against an emulator started for this session."""
-    from retention import bq, emulator
+    from retention.infra import bq, emulator
 
     emu = emulator.for_config(cfg)
     emulator.up(emu, cfg.project)
@@ -54,7 +54,7 @@ def bq_client(cfg):
 @pytest.fixture(scope="session")
 def champions(cfg):
     """Real risk, accept and policy champions trained once per session with the quick profile."""
-    from retention import jobs
+    from retention.infra import jobs
 
     for name in ("risk", "accept", "policy"):
         if not (cfg.model_dir(name) / "metrics.json").exists():

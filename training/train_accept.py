@@ -4,7 +4,7 @@ Usage:
     .venv/bin/python -m training.train_accept --profile quick
     .venv/bin/python -m training.train_accept --profile full --seed 42 --artifact-root ./artifacts --no-promote
 
-The scoring model sees only the columns that Bank Marketing and our customers share (retention/features.py
+The scoring model sees only the columns that Bank Marketing and our customers share (retention/scoring/features.py
 documents the mapping and the euribor3m offer-level proxy); `duration` is dropped everywhere because it is known
 only after the call. A reference model on every bank column except `duration` is fitted the same way and its
 AUC reported beside the scoring model's, to show what the mapping gives up. Same protocol as train_risk:
@@ -20,11 +20,11 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from retention.accept import MONOTONE, AcceptModel
-from retention.artifacts import new_version, promote_if_passed, tabular_summary, version_dir, write_evaluation
-from retention.calibration import CalibratedXGB, gate, metrics, out_of_fold, split_80_10_10
+from retention.scoring.accept import MONOTONE, AcceptModel
+from retention.infra.artifacts import new_version, promote_if_passed, tabular_summary, version_dir, write_evaluation
+from retention.scoring.calibration import CalibratedXGB, gate, metrics, out_of_fold, split_80_10_10
 from retention.config import load_config
-from retention.features import accept_features, bank_full_features, bank_mapped, bank_offer_level, read_bank
+from retention.scoring.features import accept_features, bank_full_features, bank_mapped, bank_offer_level, read_bank
 
 NAME = "accept"
 MIN_AUC, MAX_ECE = 0.75, 0.015

@@ -23,12 +23,12 @@ import sys
 import time
 
 
-from retention import env, ppo
-from retention.accept import AcceptModel
-from retention.artifacts import METRICS, champion_dir, new_version, promote_if_passed, version_dir
+from retention.simulation import simulator as env, ppo
+from retention.scoring.accept import AcceptModel
+from retention.infra.artifacts import METRICS, champion_dir, new_version, promote_if_passed, version_dir
 from retention.config import load_config
-from retention.policy import (agent_policy, evaluate, evaluation_table, greedy_decider, no_contact_decider,
-                              policy_decider, save_policy, top_risk_decider, uniform_policy)
+from retention.deciding.policy import agent_policy, save_policy, uniform_policy
+from retention.simulation.evaluate import (evaluate, evaluation_table, greedy_decider, no_contact_decider, policy_decider, top_risk_decider)
 
 NAME = "policy"
 POLICY = "ppo"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from retention.artifacts import METRICS, champion_dir, new_version, promote_if_passed, read_metrics, version_dir
+from retention.infra.artifacts import METRICS, champion_dir, new_version, promote_if_passed, read_metrics, version_dir
 from retention.config import Config, load_config
 from retention.rlhf import data
 from retention.rlhf.evaluate import compare, gate, gate_table, samples_markdown, summarise

@@ -16,12 +16,12 @@ import logging
 import sys
 import time
 
-from retention.artifacts import new_version, promote_if_passed, tabular_summary, version_dir, write_evaluation
-from retention.calibration import gate, metrics, out_of_fold, split_80_10_10
+from retention.infra.artifacts import new_version, promote_if_passed, tabular_summary, version_dir, write_evaluation
+from retention.scoring.calibration import gate, metrics, out_of_fold, split_80_10_10
 from retention.config import load_config
-from retention.features import risk_features
-from retention.risk import RiskModel
-from retention.telco import read_telco
+from retention.scoring.features import risk_features
+from retention.scoring.risk import RiskModel
+from retention.datasets.telco import read_telco
 
 NAME = "risk"
 MIN_AUC, MAX_ECE = 0.84, 0.03

@@ -27,10 +27,10 @@ from dataclasses import asdict
 import torch
 from transformers import AutoTokenizer
 
-from retention.artifacts import METRICS, new_version, promote_if_passed, version_dir
+from retention.infra.artifacts import METRICS, new_version, promote_if_passed, version_dir
 from retention.config import Config, load_config
 from retention.rlhf import data
-from retention.rlhf.base import base_model_path
+from retention.messages.base_model import base_model_path
 from retention.rlhf.sft import SFTParams, fits, logged_losses, loss_plot, mix, save_adapter, train_sft
 
 NAME = "sft"

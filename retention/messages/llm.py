@@ -24,10 +24,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from retention.config import Config
-from retention.messages import shield as rules
-from retention.messages.generate import build_prompt
-from retention.plan import stable_hash
-from retention.rlhf.base import base_model_path
+from retention.messages import shield
+from retention.messages.prompt import build_prompt
+from retention.hashing import stable_hash
+from retention.messages.base_model import base_model_path
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def llm_messages(rows: pd.DataFrame, ds: str, backend: Backend, batch: pd.DataFr
         text = pd.Series(backend.complete([prompts[i] for i in todo], seeds), dtype="str")
         message.iloc[todo] = text.to_numpy()
         generator.iloc[todo] = backend.name if attempt == 0 else f"{backend.name}_retry"
-        todo = todo[~rules.acceptable(rows.iloc[todo], text, batch)]
+        todo = todo[~shield.acceptable(rows.iloc[todo], text, batch)]
         log.info("%s attempt %d: %d of %d messages need another try", backend.name, attempt + 1, len(todo), len(rows))
     return message, generator
 

@@ -16,9 +16,11 @@ CHANNEL_QUIET_HOURS = {"sms": (21, 9), "phone": (21, 9)}
 """Local quiet hours [start, end) per channel, kept as well as the configured ones: texts and calls interrupt."""
 
 
-def in_window(hour: int, start: int, end: int) -> bool:
-    """True when `hour` falls in the quiet hours [start, end), which wrap midnight when start > end (none if equal)."""
-    return start <= hour < end if start <= end else hour >= start or hour < end
+def in_quiet_hours(hour, start: int, end: int):
+    """True where the local `hour` (an int or an array) falls in the quiet hours [start, end), which wrap midnight
+    when start > end (none if equal)."""
+    hour = np.asarray(hour)
+    return (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
 
 
 def day_start(quiet_start: int, quiet_end: int, channel_hours: tuple[int, int] | None = None) -> int:
@@ -28,7 +30,7 @@ def day_start(quiet_start: int, quiet_end: int, channel_hours: tuple[int, int] |
     """
     windows = [(quiet_start, quiet_end)] + ([channel_hours] if channel_hours else [])
     hour = max(end for _, end in windows)
-    if any(in_window(hour, start, end) for start, end in windows):
+    if any(in_quiet_hours(hour, start, end) for start, end in windows):
         raise ValueError(f"quiet hours {windows} leave no send time: {hour}:00 is quiet in one of them")
     return hour
 

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from retention.config import Config
-from retention.messages.generate import (CHECK_IN, DISCOUNT, FALLBACK_NAME, OPENINGS, clean_name, pct_texts,
-                                         template_messages)
+from retention.messages.template import CHECK_IN, DISCOUNT, OPENINGS, pct_texts, template_messages
+from retention.messages.prompt import FALLBACK_NAME, clean_name
 
 MIN_CHARS, MAX_CHARS = 50, 200
 """Allowed message length in characters."""

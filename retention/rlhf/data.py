@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retention.messages.generate import build_prompt, clean_name, format_pct
-from retention.seed import customers_from_telco
-from retention.telco import read_telco
+from retention.config import Config
+from retention.messages.prompt import build_prompt, clean_name, format_pct
+from retention.datasets.seed import customers_from_telco
+from retention.datasets.telco import read_telco
 
 OASST_FILE = "oasst1_validation_en.messages.jsonl.gz"
 HH_HARMLESS_FILE = "hh-rlhf_harmless-base_test.jsonl.gz"
@@ -33,7 +34,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_SEED = 42
 PROMPT_DAY = dt.date(2026, 1, 1)
 """Snapshot date for the retention prompts' customers; names and channels do not depend on it."""
-OFFER_PCTS = (0.0, 0.05, 0.10, 0.15)
+OFFER_PCTS = Config().offer_pcts
 """Offer levels 0-3, as in the default Config."""
 PROFILE_CUSTOMERS = {"tiny": 100, "quick": 1000, "full": 0}
 """Telco customers turned into retention records per training profile (0: all 7,043), the same for all three stages."""

@@ -17,7 +17,7 @@ from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from retention.rlhf.base import base_model_path
+from retention.messages.base_model import base_model_path
 from retention.rlhf.sft import autocast, lora_config, quantization
 
 

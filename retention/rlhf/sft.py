@@ -18,7 +18,7 @@ from datasets import Dataset
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from retention.rlhf.base import BASE_NAME, base_model_path
+from retention.messages.base_model import BASE_NAME, base_model_path
 
 LORA_R, LORA_ALPHA, LORA_DROPOUT = 16, 32, 0.0
 """No LoRA dropout: PPO needs none (its first ratio must be exactly 1), TRL turns it off for reward models, and a few

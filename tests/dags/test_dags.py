@@ -48,7 +48,7 @@ def _seed(cfg, day: dt.date) -> None:
 
 
 def _plan(bq_client, cfg, day):
-    from retention import bq
+    from retention.infra import bq
 
     return bq.query(bq_client, cfg, f"SELECT * FROM `{cfg.table('contact_plan')}` WHERE plan_date = @ds "
                                     "ORDER BY customer_id", ds=day)
@@ -60,7 +60,8 @@ DECISION = ["customer_id", "contact", "offer_level", "offer_cost", "holdout", "d
 @pytest.mark.slow
 def test_daily_dag_runs_end_to_end_and_reruns_idempotently(dagbag, airflow_db, bq_client, champions, cfg):
     """dag.test() on the embedded BigQuery: a plan that keeps every rule; a rerun gives the same plan once."""
-    from retention import bq, plan as rules
+    from retention.infra import bq
+    from retention.deciding import rules
 
     day = dt.date(2026, 3, 8)  # the US DST switch day
     _seed(cfg, day)
@@ -105,7 +106,7 @@ def test_daily_dag_runs_end_to_end_and_reruns_idempotently(dagbag, airflow_db, b
 
 
 def _names(bq_client, cfg, day, contacted):
-    from retention import bq
+    from retention.infra import bq
 
     names = bq.query(bq_client, cfg, f"SELECT customer_id, name FROM `{cfg.table('customers')}` "
                                      "WHERE snapshot_date = @ds", ds=day).set_index("customer_id")["name"]

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from retention import daily, jobs
+from retention.pipeline import daily
+from retention.infra import jobs
 from retention.config import REPO_ROOT, load_config
-from retention.stage import summary_path
+from retention.pipeline.stage import summary_path
 from tests.fake_vertex import PRODUCTION_ENV, FakeJobService, block_network, install
 
 RETRAIN_EDGES = {
@@ -116,7 +117,7 @@ DS, RUN_ID = "2026-03-08", "scheduled__2026-03-08T05:00:00+00:00"
 
 
 def _stages_in_process(monkeypatch) -> list[tuple[str, str, str]]:
-    """Stand-ins for retention.daily's generate and shield that record their calls."""
+    """Stand-ins for retention.pipeline.daily's generate and shield that record their calls."""
     calls = []
 
     def stand_in(name):
@@ -145,7 +146,7 @@ def test_run_stage_in_process(monkeypatch, env, params, stage):
 
 
 class GenerationJob(FakeJobService):
-    """The fake JobService, and what the job's `python -m retention.stage generate` leaves: its summary."""
+    """The fake JobService, and what the job's `python -m retention.pipeline.stage generate` leaves: its summary."""
 
     def __init__(self, cfg, **kwargs):
         super().__init__(**kwargs)

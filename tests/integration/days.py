@@ -11,9 +11,10 @@ from typing import Iterator
 
 import pandas as pd
 
-from retention import bq, seed
+from retention.infra import bq
+from retention.datasets import seed
 from retention.config import Config
-from retention.telco import read_telco
+from retention.datasets.telco import read_telco
 
 DECISION = ["customer_id", "churn_risk", "accept_prob_0", "accept_prob_1", "accept_prob_2", "accept_prob_3",
             "contact", "offer_level", "offer_pct", "offer_cost", "followup_days", "expected_value", "propensity",

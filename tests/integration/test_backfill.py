@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 import days
-from retention import bq, cli, daily
+from retention.infra import bq
+from retention import cli
+from retention.pipeline import daily
 from retention.config import REPO_ROOT
 
 START = dt.date(2026, 8, 3)

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 import days
-from retention import bq, daily, quality
-from retention.telco import FLAGS
+from retention.infra import bq
+from retention.pipeline import daily, quality
+from retention.datasets.telco import FLAGS
 
 DAY = dt.date(2026, 5, 4)
 DS = DAY.isoformat()

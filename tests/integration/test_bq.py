@@ -4,7 +4,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from retention import bq
+from retention.infra import bq
 
 DAY = dt.date(2026, 3, 1)
 

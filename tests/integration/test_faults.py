@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 import days
-from retention import bq, daily, emulator, quality
+from retention.infra import bq, emulator
+from retention.pipeline import daily, quality
 from retention.config import REPO_ROOT
 
 DAY = dt.date(2026, 5, 11)
@@ -156,7 +157,8 @@ KILL_POINTS = {
 
 SLOW_PUBLISH = """
 import sys, time
-from retention import bq, cli
+from retention.infra import bq
+from retention import cli
 load = bq.load
 def slow(client, df, table, table_id, truncate=True):
     load(client, df, table, table_id, truncate)

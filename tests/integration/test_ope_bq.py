@@ -11,10 +11,13 @@ import pandas as pd
 import pytest
 
 import days
-from retention import bq, cli, ope, outcomes
-from retention.accept import AcceptModel
-from retention.env import AcceptTable
-from retention.policy import load_policy
+from retention.infra import bq
+from retention import cli
+from retention.simulation import ope
+from retention.pipeline import outcomes
+from retention.scoring.accept import AcceptModel
+from retention.simulation.simulator import AcceptTable
+from retention.deciding.policy import load_policy
 
 START = dt.date(2026, 10, 5)
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.quality import (PlanInvalidError, RejectShareError, SchemaError, check_schema, load_suite,
+from retention.pipeline.quality import (PlanInvalidError, RejectShareError, SchemaError, check_schema, load_suite,
                                validate_input, validate_plan)
 
 DS, RUN = "2024-06-01", "manual__2024-06-01T00:00:00+00:00"

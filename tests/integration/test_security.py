@@ -17,7 +17,8 @@ import pytest
 from google.cloud import bigquery
 
 import days
-from retention import bq, daily, emulator
+from retention.infra import bq, emulator
+from retention.pipeline import daily
 from retention.config import REPO_ROOT
 
 DAY = dt.date(2026, 5, 18)

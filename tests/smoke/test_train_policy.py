@@ -6,15 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention import plan
-from retention.accept import MONOTONE, AcceptModel
-from retention.artifacts import champion_dir, read_metrics
+from retention.deciding.decide import decide_plan
+from retention.deciding import rules
+from retention.scoring.accept import MONOTONE, AcceptModel
+from retention.infra.artifacts import champion_dir, read_metrics
 from retention.config import Config
-from retention.env import telco_cohort
-from retention.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
-from retention.policy import load_policy
-from retention.risk import RiskModel
-from retention.telco import read_telco
+from retention.simulation.simulator import telco_cohort
+from retention.scoring.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
+from retention.deciding.policy import load_policy
+from retention.scoring.risk import RiskModel
+from retention.datasets.telco import read_telco
 from training import train_policy
 
 DATA = Config().data_dir
@@ -69,8 +70,8 @@ def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_mo
     assert policy.version == m["version"]
     cfg = Config(daily_budget=2000.0)
     day = telco_cohort(DATA, risk, accept, dt.date(2026, 5, 4), 3, cfg)
-    planned = plan.decide(day, cfg, policy, "2026-05-04")
-    assert plan.violations(planned, cfg) == dict.fromkeys(plan.violations(planned, cfg), 0)
+    planned = decide_plan(day, cfg, policy, "2026-05-04")
+    assert rules.violations(planned, cfg) == dict.fromkeys(rules.violations(planned, cfg), 0)
     assert not planned.loc[planned["holdout"], "contact"].any() and planned["contact"].sum() > 0
     assert ((planned["propensity"] > 0) & (planned["propensity"] <= 1)).all()
     assert (planned["policy_model"] == m["version"]).all()

@@ -12,9 +12,9 @@ from peft import get_peft_model
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig,
                           LlamaForCausalLM)
 
-from retention.artifacts import read_metrics
+from retention.infra.artifacts import read_metrics
 from retention.config import Config
-from retention.rlhf.base import GGUF_FILE, PAD_TOKEN, gguf_dir
+from retention.messages.base_model import GGUF_FILE, PAD_TOKEN, gguf_dir
 from retention.rlhf.evaluate import GATE_KEYS, gate, summarise
 from retention.rlhf.ppo_text import PPOConfig, train
 from retention.rlhf.reward import (RewardParams, bradley_terry_loss, load_reward, make_reward_trainer,

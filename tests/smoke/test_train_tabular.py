@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retention.accept import AcceptModel
-from retention.artifacts import champion_dir, new_version, promote, read_metrics, version_dir
-from retention.calibration import ece
+from retention.scoring.accept import AcceptModel
+from retention.infra.artifacts import champion_dir, new_version, promote, read_metrics, version_dir
+from retention.scoring.calibration import ece
 from retention.config import Config
-from retention.risk import RiskModel
+from retention.scoring.risk import RiskModel
 from training import train_accept, train_risk
 
 DATA = Config().data_dir

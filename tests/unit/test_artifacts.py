@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from retention import artifacts
-from retention.artifacts import champion_dir, champion_mirror, pointer_path, promote, promote_if_passed
+from retention.infra import artifacts
+from retention.infra.artifacts import champion_dir, champion_mirror, pointer_path, promote, promote_if_passed
 
 OLD, NEW = "20260301T000000Z-aaaaaa", "20260308T000000Z-bbbbbb"
 

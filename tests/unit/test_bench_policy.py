@@ -5,8 +5,8 @@ import torch
 
 from bench.policy import bare_mlp, decide_throughput, forward_ratio, synthetic_day
 from retention.config import Config
-from retention.policy import agent_policy
-from retention.ppo import Agent
+from retention.deciding.policy import agent_policy
+from retention.deciding.network import Agent
 
 
 def test_decide_throughput_excludes_the_forward():

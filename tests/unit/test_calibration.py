@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention.calibration import (CalibratedXGB, ece, fit_isotonic, gate, importance_plot, metrics, out_of_fold,
+from retention.scoring.calibration import (CalibratedXGB, ece, fit_isotonic, gate, importance_plot, metrics, out_of_fold,
                                    reliability_plot, split_80_10_10)
 
 

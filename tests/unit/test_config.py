@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from retention import artifacts
+from retention.infra import artifacts
 from retention.config import Config, load_config
 from tests.fake_vertex import PRODUCTION_ENV
 

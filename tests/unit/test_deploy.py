@@ -12,7 +12,7 @@ import pytest
 import requests
 from google.auth.credentials import AnonymousCredentials
 
-from retention import deploy
+from retention.infra import deploy
 from retention.config import REPO_ROOT
 from tests.fake_vertex import no_network  # noqa: F401
 
@@ -79,7 +79,7 @@ def test_layout_puts_package_and_runner_beside_the_dags():
     names = {u.destination for u in deploy.composer_uploads()}
     assert {"dags/retention_daily.py", "dags/retention_retrain_tabular.py", "dags/retention_retrain_policy.py",
             "dags/retention_retrain_rlhf.py", "dags/retention_runner.py", "dags/.airflowignore",
-            "dags/retention/config.py", "dags/retention/vertex.py", "dags/sql/daily_customers.sql",
+            "dags/retention/config.py", "dags/retention/infra/vertex.py", "dags/sql/daily_customers.sql",
             "dags/sql/schema/contact_plan.json"} <= names
     assert any(n.startswith("dags/expectations/") for n in names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from retention import plan
-from retention.accept import MONOTONE, AcceptModel
+from retention.deciding import rules
+from retention.scoring.accept import MONOTONE, AcceptModel
 from retention.config import Config
-from retention.env import AcceptTable, RetentionEnv, Simulator, date_code, history_features
-from retention.sampler import (BUDGET, DELAYS, NOISE, OBS, _stable_argsort, candidate_order, decide_day, observe,
-                               sample_block)
-from retention.features import MONTHS, NEVER, OUTCOMES, WEEKDAYS, accept_features
+from retention.simulation.simulator import AcceptTable, Simulator, date_code, history_features
+from retention.simulation.gym_env import RetentionEnv
+from retention.deciding.sampler import BUDGET, DELAYS, NOISE, OBS, _stable_argsort, candidate_order, decide_day, observe
+from tests.reference import sample_block
+from retention.scoring.features import MONTHS, NEVER, OUTCOMES, WEEKDAYS, accept_features
 
 START = dt.date(2026, 3, 2)
 ACCEPT = np.array([0.1, 0.2, 0.3, 0.4])
@@ -113,7 +114,7 @@ def test_expected_reward_is_the_greedy_ev_and_the_mean_of_the_drawn_one():
         day = sim.day_frame()
         rows, level = day.index.to_numpy(), np.full(len(day), 2)
         out = sim.contact(rows, level, np.zeros(len(day), dtype=np.int64))
-        np.testing.assert_allclose(out.expected[rows], plan.expected_values(day, cfg)[:, 2])
+        np.testing.assert_allclose(out.expected[rows], rules.expected_values(day, cfg)[:, 2])
         realized.append(out.realized.sum())
         expected.append(out.expected.sum())
     assert abs(np.mean(realized) / np.mean(expected) - 1) < 0.05  # ~4 standard errors

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.features import (ACCEPT_FEATURES, MAPPED_COLUMNS, RISK_FEATURES, accept_features, bank_mapped,
+from retention.scoring.features import (ACCEPT_FEATURES, MAPPED_COLUMNS, RISK_FEATURES, accept_features, bank_mapped,
                                 bank_offer_level, customer_mapped, read_bank, risk_features)
-from retention.telco import FLAGS
+from retention.datasets.telco import FLAGS
 
 
 def customer(**overrides) -> dict:

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.messages.generate import (CHANNELS, CHECK_IN, DISCOUNT, FALLBACK_NAME, NAME_MAX, OPENINGS, build_prompt,
-                                         clean_field, clean_name, format_pct, generate, template_messages)
+from retention.config import CHANNELS
+from retention.messages.template import CHECK_IN, DISCOUNT, OPENINGS, template_messages
+from retention.messages.prompt import FALLBACK_NAME, NAME_MAX, build_prompt, clean_field, clean_name, format_pct
+from retention.messages.generate import generate
 from retention.messages.shield import has_banned, has_name, offer_ok
 
 PCTS = (0.0, 0.05, 0.10, 0.15)

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention import plan
+from retention import hashing
+from retention.deciding import greedy, rules
 from retention.config import Config
-from retention.sampler import BUDGET, DELAYS, NOISE, OBS, decide_day, observe
-from retention.policy import Policy, decision_noise, rollout
+from retention.deciding.sampler import BUDGET, DELAYS, NOISE, OBS, decide_day, observe
+from retention.deciding.policy import Policy, rollout
+from retention.hashing import decision_noise
 
 DS = dt.date(2026, 6, 1)
 
@@ -25,13 +27,13 @@ NOISE_ROWS = [["0x1.da68fb12fdb36p-1", "0x1.bc2de24f50ef8p-5", "0x1.1a3c06895d38
 
 
 def test_stable_hash_golden():
-    assert plan.stable_hash(HASHED).tolist() == HASHES
-    assert plan.stable_hash(pd.Series(HASHED[::-1], dtype="str")).tolist() == HASHES[::-1]  # batch order is free
-    assert [int(plan.stable_hash([s])[0]) for s in HASHED] == HASHES
+    assert hashing.stable_hash(HASHED).tolist() == HASHES
+    assert hashing.stable_hash(pd.Series(HASHED[::-1], dtype="str")).tolist() == HASHES[::-1]  # batch order is free
+    assert [int(hashing.stable_hash([s])[0]) for s in HASHED] == HASHES
 
 
 def test_decision_noise_golden():
-    u = decision_noise(plan.stable_hash(["SYN-0000001", "GOLD-0007"]), DS)
+    u = decision_noise(hashing.stable_hash(["SYN-0000001", "GOLD-0007"]), DS, NOISE)
     assert u.shape == (2, NOISE)
     assert [[float.hex(float(x)) for x in row] for row in u] == NOISE_ROWS
 
@@ -121,7 +123,7 @@ def test_rollout_golden(budget, channel_cost):
 @pytest.mark.parametrize("budget, channel_cost", list(GOLDEN))
 def test_greedy_golden(budget, channel_cost):
     want = GOLDEN[budget, channel_cost]
-    planned = plan.decide_greedy(golden_day(), Config(daily_budget=budget, channel_cost=channel_cost,
+    planned = greedy.decide_greedy(golden_day(), Config(daily_budget=budget, channel_cost=channel_cost,
                                                       holdout_share=0.1))
     assert "".join(LETTER[r] for r in planned["decision_reason"]) == want["greedy_reasons"]
     assert planned.loc[planned["contact"], "offer_level"].tolist() == want["greedy_levels"]
@@ -148,10 +150,10 @@ def _decide_block_reference(logits, u, costs, eligible, budget, propose):
     lc, lo, ld = logits
     n = len(lc)
     wants = lc[:, 1] - lc[:, 0] + np.log(u[:, 0]) - np.log1p(-u[:, 0]) > 0
-    offer = lo - np.log(-np.log(u[:, 1:1 + plan.LEVELS]))
+    offer = lo - np.log(-np.log(u[:, 1:1 + rules.LEVELS]))
     top = ld.max(axis=1, keepdims=True)
     cdf = np.cumsum(np.exp(ld - top), axis=1)
-    delay = np.minimum((cdf < u[:, 1 + plan.LEVELS, None] * cdf[:, -1:]).sum(axis=1), DELAYS - 1)
+    delay = np.minimum((cdf < u[:, 1 + rules.LEVELS, None] * cdf[:, -1:]).sum(axis=1), DELAYS - 1)
     delay_logp = ld[np.arange(n), delay] - top[:, 0] - np.log(cdf[:, -1])
     contact, level, before = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), np.zeros(n)
     p, left = 0, float(budget)
@@ -196,14 +198,14 @@ def test_decide_day_equals_the_per_block_original(seed):
     eligible = rng.random(n) < 0.7
     budget = float(rng.choice([0.0, 1.0, 40.0, costs.sum() / 20, costs.sum() / 3, 1e9]))
     obs = observe(rng.random(n), rng.random((n, 4)), rng.choice([1, 7, 30, 999], n), rng.integers(0, 4, n), Config())
-    W = rng.normal(0, float(rng.choice([0.1, 2.0, 30.0])), (len(OBS), 2 + plan.LEVELS + DELAYS))
+    W = rng.normal(0, float(rng.choice([0.1, 2.0, 30.0])), (len(OBS), 2 + rules.LEVELS + DELAYS))
 
     def logits(o):
         z = o @ W
         return z[:, :2], z[:, 2:6], z[:, 6:]
 
     # the rollout's column-major noise and a row-major draw
-    u = decision_noise(rng.integers(0, 2**63, n, dtype=np.uint64), DS) if seed % 3 else rng.random((n, NOISE))
+    u = decision_noise(rng.integers(0, 2**63, n, dtype=np.uint64), DS, NOISE) if seed % 3 else rng.random((n, NOISE))
     propose = bool(seed % 2)
     got = decide_day(obs, costs, eligible, budget, u, logits, block, propose)
     want, want_obs, want_spent = _decide_day_reference(obs, costs, eligible, budget, u, logits, block, propose)

@@ -17,7 +17,8 @@ import torch
 from retention.config import REPO_ROOT, Config
 from retention.messages import generate as generator
 from retention.messages import llm
-from retention.messages.generate import build_prompt, template_messages
+from retention.messages.prompt import build_prompt
+from retention.messages.template import template_messages
 from retention.messages.shield import evaluate, shield
 
 DS = "2025-03-09"
@@ -30,7 +31,7 @@ def build_tiny(root: Path) -> Path:
         return path
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from retention.rlhf.base import GGUF_FILE, PAD_TOKEN, gguf_dir
+    from retention.messages.base_model import GGUF_FILE, PAD_TOKEN, gguf_dir
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir(), gguf_file=GGUF_FILE)  # no weights: a few seconds
     tokenizer.pad_token = PAD_TOKEN

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.env import RISK_DAYS, Simulator
-from retention.ope import (action_logp, effective_sample_size, estimate, expected_budget, reward, sequences,
+from retention.simulation.simulator import RISK_DAYS, Simulator
+from retention.simulation.ope import (action_logp, effective_sample_size, estimate, expected_budget, reward, sequences,
                            simulate_logs, tempered)
-from retention.outcomes import draw
+from retention.pipeline.outcomes import draw
 from tests.unit.test_env import START, cohort, flat_table
 from tests.unit.test_policy import constant_policy
 

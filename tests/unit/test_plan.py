@@ -4,9 +4,11 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.plan import (REASONS, _budget_pass_reference, accept_probs, budget_pass, decide, decide_greedy,
-                            eligibility, expected_values, holdout_mask, offer_costs, reason_codes, reason_column,
-                            stable_hash, violations)
+from retention.deciding.rules import (REASONS, accept_probs, budget_pass, eligibility, expected_values, offer_costs, reason_codes, reason_column, violations)
+from tests.reference import budget_pass_reference as _budget_pass_reference
+from retention.deciding.decide import decide_plan as decide
+from retention.deciding.greedy import decide_greedy
+from retention.hashing import holdout_mask, stable_hash
 
 M64 = (1 << 64) - 1
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from retention.config import Config
-from retention.env import Simulator
-from retention.sampler import OBS
-from retention.ppo import Agent, Lagrange, PPOConfig, compute_gae, learning_curve, raw_costs, train
+from retention.simulation.simulator import Simulator
+from retention.deciding.sampler import OBS
+from retention.deciding.network import Agent
+from retention.simulation.ppo import Lagrange, PPOConfig, compute_gae, learning_curve, raw_costs, train
 from tests.unit.test_env import cohort, flat_table
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention.quality import (HISTORY_FEATURES, INJECTED, ROW_CHECKS, SEND_CHECKS, VALUE_CHARS, SchemaError, _value,
-                               check_schema, contract, in_quiet_hours, load_suite, send_checks, spec_field,
+from retention.pipeline.quality import (HISTORY_FEATURES, INJECTED, ROW_CHECKS, SEND_CHECKS, VALUE_CHARS, SchemaError, _value,
+                               check_schema, column_types, in_quiet_hours, load_suite, send_checks, spec_field,
                                suite_columns)
 
 FLAGS = ["senior_citizen", "partner", "dependents", "phone_service", "multiple_lines", "online_security",
@@ -104,13 +104,13 @@ def test_history_features_required_when_asked():
 
 
 def test_history_features_only_on_customers():
-    plan_cols = {c: pd.Series([None], dtype=object) for c in contract("contact_plan")}
+    plan_cols = {c: pd.Series([None], dtype=object) for c in column_types("contact_plan")}
     with pytest.raises(SchemaError, match="unexpected column 'suppressed'$"):
         check_schema(pd.DataFrame(plan_cols).assign(suppressed=[False]), "contact_plan")
 
 
 def test_repeated_column_needs_lists():
-    cols = contract("contact_plan")
+    cols = column_types("contact_plan")
     assert cols["reason_codes"] == "ARRAY<STRING>"
     df = pd.DataFrame({"plan_date": [dt.date(2024, 6, 1)], "customer_id": ["A1"], "run_id": ["r"],
                        "contact": [True], "holdout": [False], "reason_codes": [["tenure_months", "plan"]]})
@@ -124,10 +124,10 @@ def test_repeated_column_needs_lists():
 
 
 @pytest.mark.parametrize("table,columns", [
-    ("customers", set(contract("customers")) | set(HISTORY_FEATURES)),
-    ("contact_history", set(contract("contact_history")) | set(ROW_CHECKS)),
-    ("suppression", set(contract("suppression")) | set(ROW_CHECKS)),
-    ("contact_plan", set(contract("contact_plan")) | set(SEND_CHECKS) | {"suppressed"}),
+    ("customers", set(column_types("customers")) | set(HISTORY_FEATURES)),
+    ("contact_history", set(column_types("contact_history")) | set(ROW_CHECKS)),
+    ("suppression", set(column_types("suppression")) | set(ROW_CHECKS)),
+    ("contact_plan", set(column_types("contact_plan")) | set(SEND_CHECKS) | {"suppressed"}),
 ])
 def test_suites_read_only_contract_columns(table, columns):
     assert set(suite_columns(table)) <= columns

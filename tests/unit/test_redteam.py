@@ -14,7 +14,7 @@ import pytest
 from retention.config import Config
 from retention.messages import generate as generator
 from retention.messages import llm
-from retention.messages.generate import FALLBACK_NAME, build_prompt, clean_name
+from retention.messages.prompt import FALLBACK_NAME, build_prompt, clean_name
 from retention.messages.schedule import send_at
 from retention.messages.shield import evaluate, shield
 from tests.unit.test_llm_backend import build_tiny

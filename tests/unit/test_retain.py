@@ -1,6 +1,5 @@
 """One customer at a time: facts checked field by field, then the batch stages on one row, within seconds."""
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -9,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention import retain
-from retention.accept import MONOTONE, AcceptModel
-from retention.calibration import split_80_10_10
+from retention.pipeline import retain
+from retention.scoring.accept import MONOTONE, AcceptModel
+from retention.scoring.calibration import split_80_10_10
 from retention.config import REPO_ROOT, Config
-from retention.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
+from retention.scoring.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
 from retention.messages.shield import evaluate
-from retention.plan import holdout_mask
-from retention.risk import RiskModel
-from retention.telco import FLAGS, read_telco
+from retention.hashing import holdout_mask
+from retention.scoring.risk import RiskModel
+from retention.datasets.telco import FLAGS, read_telco
 
 DS = "2025-03-09"
 TINY = dict(n_estimators=15, learning_rate=0.3, early_stopping_rounds=5, random_state=0)
@@ -130,23 +129,23 @@ def test_decide_one_is_fast_once_models_are_loaded(cfg):
     assert (time.process_time() - start) / 5 < 0.5
 
 
-def test_decide_one_in_a_fresh_process_is_under_5_seconds(cfg):
-    """What `retention decide --json` pays: imports, model loads, one decision. Counted in CPU seconds of the
-    child: wall time on a machine shared with other jobs measures the neighbours."""
-    code = ("import json, sys; from retention.config import Config; from retention.retain import decide_one; "
+def test_decide_one_in_a_fresh_process_loads_no_simulator(cfg):
+    """What `retention decide --json` runs in a new process: imports, model loads, one decision, and nothing of the
+    simulator or of training. (Its time is measured by the benchmarks, not asserted here.)"""
+    code = ("import json, sys; from retention.config import Config; from retention.pipeline.retain import decide_one; "
             f"cfg = Config(risk_model_uri={cfg.risk_model_uri!r}, accept_model_uri={cfg.accept_model_uri!r}); "
-            f"out = decide_one(cfg, json.loads(sys.argv[1]), {DS!r}); assert out['decision'] == 'contact'")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", code, json.dumps(FACTS)], cwd=REPO_ROOT, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    assert (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) < 5.0
+            f"out = decide_one(cfg, json.loads(sys.argv[1]), {DS!r}); assert out['decision'] == 'contact'; "
+            "print(sorted(m for m in sys.modules if m.startswith(('retention.simulation', 'gymnasium', 'trl'))))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(FACTS)], cwd=REPO_ROOT, check=True,
+                         capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 # facts from BigQuery
 
 
 def test_facts_for_customer_binds_the_id_as_a_parameter(monkeypatch):
-    from retention import bq
+    from retention.infra import bq
 
     seen = {}
     row = pd.DataFrame([FACTS | {"snapshot_date": pd.Timestamp(DS).date(), "contacts_in_window": np.int64(1),

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention.messages.schedule import CHANNEL_QUIET_HOURS, day_start, first_send, in_window, send_at
+from retention.messages.schedule import CHANNEL_QUIET_HOURS, day_start, first_send, in_quiet_hours, send_at
 
 
 def _plan(zones, contact=None, channel="email") -> pd.DataFrame:
@@ -85,8 +85,8 @@ def test_day_start_is_the_later_end_outside_both_windows():
     assert day_start(0, 6, (21, 9)) == 9  # a window that does not wrap midnight
     with pytest.raises(ValueError, match="no send time"):
         day_start(22, 8, (7, 6))  # quiet from 07:00 to 06:00 next day: nothing of the morning left
-    assert [in_window(h, 22, 8) for h in (21, 22, 23, 0, 7, 8)] == [False, True, True, True, True, False]
-    assert not any(in_window(h, 8, 8) for h in range(24))  # equal bounds: no quiet hours
+    assert [in_quiet_hours(h, 22, 8) for h in (21, 22, 23, 0, 7, 8)] == [False, True, True, True, True, False]
+    assert not any(in_quiet_hours(h, 8, 8) for h in range(24))  # equal bounds: no quiet hours
 
 
 def test_rows_mix_zones_and_non_contacted_get_nat():
@@ -120,8 +120,8 @@ def test_every_send_is_the_first_moment_outside_quiet_hours():
             local = at.astimezone(ZoneInfo(name)).replace(tzinfo=None)
             before = (at - timedelta(seconds=1)).astimezone(ZoneInfo(name)).replace(tzinfo=None)
             assert local.date() == day, (name, day)
-            assert not in_window(local.hour, quiet_start, quiet_end), (name, day)
-            assert not in_window(local.hour, *CHANNEL_QUIET_HOURS.get(channel, (0, 0))), (name, day, channel)
+            assert not in_quiet_hours(local.hour, quiet_start, quiet_end), (name, day)
+            assert not in_quiet_hours(local.hour, *CHANNEL_QUIET_HOURS.get(channel, (0, 0))), (name, day, channel)
             # the first such instant: one second earlier the clock still read before the day's start
             assert local >= wall and before < wall, (name, day)
 

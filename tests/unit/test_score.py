@@ -4,13 +4,13 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from retention.accept import MONOTONE, AcceptModel
-from retention.calibration import split_80_10_10
+from retention.scoring.accept import MONOTONE, AcceptModel
+from retention.scoring.calibration import split_80_10_10
 from retention.config import Config
-from retention.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
-from retention.risk import RiskModel
-from retention.score import score
-from retention.telco import FLAGS, read_telco
+from retention.scoring.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
+from retention.scoring.risk import RiskModel
+from retention.scoring.score import score
+from retention.datasets.telco import FLAGS, read_telco
 
 TINY = dict(n_estimators=15, learning_rate=0.3, early_stopping_rounds=5, random_state=0)
 

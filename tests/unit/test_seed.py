@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention import seed
+from retention.datasets import seed
 from retention.config import REPO_ROOT, Config
-from retention.telco import FLAGS, read_telco
+from retention.datasets.telco import FLAGS, read_telco
 
 DS = dt.date(2025, 3, 10)
 
@@ -170,3 +170,10 @@ def test_synthetic_customers_are_consistent(telco):
         assert rows["monthly_charges"].between(ref.min(), ref.max()).all(), plan
     assert syn["customer_value"].equals(12 * syn["monthly_charges"])
     pd.testing.assert_frame_equal(syn, seed.synthetic_customers(20_000, DS, 3, telco))
+
+
+def test_the_demo_channel_mix_covers_exactly_the_contract_channels():
+    from retention.config import CHANNELS
+    from retention.datasets.seed import CHANNEL_SHARES
+
+    assert sorted(CHANNEL_SHARES) == sorted(CHANNELS) and abs(sum(CHANNEL_SHARES.values()) - 1) < 1e-12

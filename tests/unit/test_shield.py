@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from retention.config import Config
-from retention.messages.generate import CHANNELS, clean_name, generate
+from retention.config import CHANNELS
+from retention.messages.prompt import clean_name
+from retention.messages.generate import generate
 from retention.messages.shield import (BANNED, CHECKS, MAX_CHARS, MIN_CHARS, OUTCOMES, acceptable, has_banned,
                                        has_contact, has_customer_id, has_injection, has_name, has_other_name,
                                        has_unsafe, offer_ok, shield, trim)

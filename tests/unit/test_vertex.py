@@ -10,7 +10,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1.types import AcceleratorType
 
-from retention import daily, jobs, stage, vertex
+from retention.pipeline import daily, stage
+from retention.infra import jobs, vertex
 from retention.config import REPO_ROOT, load_config
 from tests.fake_vertex import PRODUCTION_ENV, FakeJobService, install, no_network  # noqa: F401
 
@@ -71,7 +72,7 @@ def test_generation_stage_job_runs_on_an_l4_from_the_gpu_image():
     assert pool.machine_spec.accelerator_type == AcceleratorType.NVIDIA_L4
     assert pool.machine_spec.accelerator_count == 1 and pool.replica_count == 1
     assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]
-    assert list(pool.container_spec.command) == ["python", "-m", "retention.stage"]
+    assert list(pool.container_spec.command) == ["python", "-m", "retention.pipeline.stage"]
     assert list(pool.container_spec.args) == ["generate", "--ds", "2026-03-08", "--run-id", RUN_ID]
     assert {e.name: e.value for e in pool.container_spec.env} == {
         "RETENTION_ARTIFACT_ROOT": ARTIFACTS, "RETENTION_DATA_DIR": DATA, "RETENTION_BQ_ENDPOINT": "",
@@ -109,7 +110,7 @@ def test_stage_cli_runs_one_stage_and_reports_its_summary(tmp_path, monkeypatch,
 
 
 def test_stage_cli_help_and_choices():
-    result = subprocess.run([sys.executable, "-m", "retention.stage", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "retention.pipeline.stage", "--help"], capture_output=True, text=True,
                             cwd=REPO_ROOT)
     assert result.returncode == 0 and "--run-id" in result.stdout and "generate" in result.stdout
     assert stage.STAGES == daily.STAGES[:-1]

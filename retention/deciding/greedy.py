@@ -1,0 +1,71 @@
+"""Decision rules without learning: the greedy expected-value rule (the plan's default without a policy champion),
+and the no-contact and top-risk rules the policy is measured against."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from retention.config import Config
+from retention.deciding.rules import LEVELS, REASON, budget_pass, expected_values, offer_costs, plan_frame, reason_codes
+from retention.hashing import holdout_mask
+
+POLICY_MODEL = "greedy_ev"
+"""policy_model recorded for the greedy expected-value rule."""
+
+
+def decide_greedy(day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """The greedy expected-value rule under the hard rules; `day` plus the decision columns.
+
+    Round r offers every unfunded eligible customer their best untried level with positive EV and runs the
+    budget pass over those offers with what is left; a customer whose best offer did not fit falls back to a
+    cheaper one in the next round (at most one round per level).
+    """
+    n = len(day)
+    rows = np.arange(n)
+    holdout = holdout_mask(day["customer_id"], cfg.holdout_share)
+    reason = reason_codes(day, cfg, holdout)
+    ev, cost = expected_values(day, cfg), offer_costs(day, cfg)
+    open_ev = np.where((reason == 0)[:, None] & (ev > 0), ev, -np.inf)  # (n, 4) offers still on the table
+    candidate = np.isfinite(open_ev).any(axis=1)
+
+    contact, level, spent = np.zeros(n, dtype=bool), ev.argmax(axis=1), 0.0
+    for _ in range(LEVELS):
+        lvl = open_ev.argmax(axis=1)  # ties go to the lower, cheaper level
+        best, best_cost = open_ev[rows, lvl], cost[rows, lvl]
+        offered = ~contact & np.isfinite(best)
+        if not offered.any():
+            break
+        take = np.zeros(n, dtype=bool)
+        take[offered] = budget_pass(best[offered], best_cost[offered], cfg.daily_budget - spent)
+        contact |= take
+        level = np.where(take, lvl, level)
+        spent += float(best_cost[take].sum())
+        open_ev[rows[offered], lvl[offered]] = -np.inf  # tried: funded, or did not fit
+    reason = np.where(reason != 0, reason,
+                      np.where(contact, REASON["contact"], np.where(candidate, REASON["budget"], REASON["low_value"])))
+
+    return plan_frame(day, cfg, contact, level, np.full(n, cfg.cooldown_days), np.ones(n), holdout, reason,
+                      POLICY_MODEL, expected=ev[rows, level])
+
+
+def no_contact(day: pd.DataFrame, cfg: Config, ds=None) -> pd.DataFrame:
+    """Nobody is contacted."""
+    n = len(day)
+    holdout = holdout_mask(day["customer_id"], cfg.holdout_share)
+    reason = reason_codes(day, cfg, holdout)
+    return plan_frame(day, cfg, np.zeros(n, dtype=bool), np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n),
+                      holdout, np.where(reason != 0, reason, REASON["low_value"]), "no_contact")
+
+
+def top_risk(day: pd.DataFrame, cfg: Config, ds=None) -> pd.DataFrame:
+    """The riskiest eligible customers get the richest offer, in order of churn_risk, while the budget lasts."""
+    n, top = len(day), LEVELS - 1
+    holdout = holdout_mask(day["customer_id"], cfg.holdout_share)
+    reason = reason_codes(day, cfg, holdout)
+    eligible = reason == 0
+    contact = np.zeros(n, dtype=bool)
+    contact[eligible] = budget_pass(day["churn_risk"].to_numpy()[eligible],
+                                         offer_costs(day, cfg)[eligible, top], cfg.daily_budget)
+    reason = np.where(reason != 0, reason, np.where(contact, REASON["contact"], REASON["budget"]))
+    return plan_frame(day, cfg, contact, np.full(n, top), np.full(n, cfg.cooldown_days), np.ones(n), holdout, reason,
+                      "top_risk")

@@ -1,0 +1,156 @@
+"""The decision policy in the daily plan: the champion loaded, rolled forward over a day's candidates under the hard
+rules, and evaluated against the baselines in the simulator with the same seeds.
+
+`rollout` is what the decide stage runs when a policy is given: candidates (not suppressed, not in the holdout) are
+queued by revenue at stake (churn_risk x customer_value), decided `block` rows per forward pass with the budget
+left as state, sampled with noise keyed by (ds, customer_id), and masked so that no rule can break whatever the
+network says: ineligible rows are never contacted and an offer that no longer fits the budget left at the row's
+turn cannot be drawn. `propensity` is the probability of the joint action taken under those masks.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from retention.config import Config
+from retention.deciding import rules
+from retention.deciding.network import Agent
+from retention.deciding.sampler import DELAYS, NOISE, Decisions, candidate_order, decide_day, observe
+from retention.hashing import decision_noise, stable_hash, unit_interval
+
+MODEL_FILE = "policy.pt"
+CONFIG_FILE = "policy.json"
+BLOCK = 1024
+"""Candidates per forward pass: the budget state the policy sees is refreshed once per block."""
+RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A rule `rollout` can run: logits for a block of states, a version for the logs, rows per forward pass."""
+    logits: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    version: str
+    block: int = BLOCK
+
+
+def agent_policy(agent: Agent, version: str, block: int = BLOCK) -> Policy:
+    """The trained network as a Policy (inference only): float32 forward on one thread, float64 logits out."""
+    agent = agent.eval()
+
+    def logits(obs: np.ndarray):
+        threads = torch.get_num_threads()
+        # a block is too small to share: between blocks the other threads go idle, and waking them on a busy machine
+        # cost 15-60 ms per block instead of 0.5 ms on 2 shared cores; one thread also makes the logits independent
+        # of the machine's core count (here 1 and 2 threads gave the same bits)
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                out = agent.inference_logits(torch.from_numpy(obs))
+        finally:
+            torch.set_num_threads(threads)
+        return tuple(x.numpy().astype(np.float64) for x in out)
+    return Policy(logits, version, block)
+
+
+def uniform_policy(block: int = BLOCK) -> Policy:
+    """The random baseline: every legal action equally likely (per head)."""
+    def logits(obs: np.ndarray):
+        n = len(obs)
+        return np.zeros((n, 2)), np.zeros((n, rules.LEVELS)), np.zeros((n, DELAYS))
+    return Policy(logits, RANDOM, block)
+
+
+def save_policy(agent: Agent, directory: str | Path, version: str, config: dict) -> None:
+    """policy.pt (state dict) and policy.json (version, block, network sizes, training config)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(agent.state_dict(), directory / MODEL_FILE)
+    meta = {"version": version, "block": config.get("block", BLOCK), "hidden": agent.hidden, "config": config}
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=str))
+
+
+def load_policy(directory: str | Path) -> Policy | None:
+    """The policy saved in `directory` (e.g. cfg.model_dir("policy")), or None when none is there (greedy rule)."""
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).is_file():
+        return None
+    meta = json.loads((directory / CONFIG_FILE).read_text())
+    agent = Agent(hidden=meta["hidden"])
+    agent.load_state_dict(torch.load(directory / MODEL_FILE, weights_only=True))
+    return agent_policy(agent, meta["version"], meta["block"])
+
+
+# rollout
+
+
+def _as_date(ds) -> dt.date:
+    return dt.date.fromisoformat(str(ds)[:10])
+
+
+@dataclass
+class Rolled:
+    """A rollout before it becomes a frame: queue rows (processing order), their decisions, and the day's rules."""
+    queue: np.ndarray
+    decisions: Decisions
+    holdout: np.ndarray
+    code: np.ndarray
+    """The first hard rule each row breaks, as an index into rules.REASONS (0: none)."""
+    ev: np.ndarray
+    """(queue, 4) rules.expected_values of the queue rows."""
+
+    @property
+    def reason(self) -> np.ndarray:
+        """The first hard rule each row breaks, "" where none does."""
+        return np.asarray(rules.REASONS)[self.code]
+
+
+def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = False) -> Rolled:
+    """Run `policy` over the day's candidates in order under the hard rules (see the module docstring)."""
+    hashes = stable_hash(day["customer_id"])
+    holdout = unit_interval(hashes) < cfg.holdout_share  # hashing.holdout_mask without hashing twice
+    code = rules.reason_codes(day, cfg, holdout)
+    queue = np.flatnonzero((code != rules.REASON["suppressed"]) & (code != rules.REASON["holdout"]))
+    risk = day["churn_risk"].to_numpy(dtype=np.float64)[queue]
+    value = day["customer_value"].to_numpy(dtype=np.float64)[queue]
+    order = candidate_order(risk, value)
+    queue, risk, value = queue[order], risk[order], value[order]
+    accept = rules.accept_probs(day, queue)
+    obs = observe(risk, accept, day["days_since_contact"].to_numpy()[queue],
+                  day["contacts_in_window"].to_numpy()[queue], cfg)
+    costs = rules.committed_costs(value, cfg)
+    decisions = decide_day(obs, costs, code[queue] == 0, cfg.daily_budget,
+                           decision_noise(hashes[queue], _as_date(ds), NOISE), policy.logits, policy.block, propose)
+    return Rolled(queue, decisions, holdout, code, rules.offer_values(accept, value, risk, cfg))
+
+
+def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds) -> pd.DataFrame:
+    """`day` plus the plan's decision columns (`rules.plan_frame`), decided by `policy` (ds seeds the sampling)."""
+    return rollout_frame(day, cfg, policy, roll(day, cfg, policy, ds))
+
+
+def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> pd.DataFrame:
+    """The plan frame of a finished roll: queue decisions scattered back, the rest not contacted (propensity 1)."""
+    d, n, q = r.decisions, len(day), r.queue
+    contact, level, delay, propensity = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n)
+    contact[q], level[q], delay[q], propensity[q] = d.contact, d.level, d.delay, np.exp(d.logp)
+    # eligible rows (all in the queue): why contacted or not
+    code = r.code[q]
+    chose = code == 0
+    passed = chose & ~d.contact & d.contact_ok[:, 1]  # could have, did not
+    code[d.contact] = rules.REASON["contact"]
+    code[chose & ~d.contact & ~d.contact_ok[:, 1]] = rules.REASON["budget"]
+    best = functools.reduce(np.maximum, r.ev[passed].T)  # = max(axis=1), a column at a time
+    code[passed] = np.where(best > 0, rules.REASON["wait"], rules.REASON["low_value"])
+    expected = np.zeros(n)
+    expected[q[d.contact]] = r.ev[d.contact, d.level[d.contact]]
+    reason = r.code.copy()
+    reason[q] = code
+    return rules.plan_frame(day, cfg, contact, level, delay, propensity, r.holdout, reason, policy.version, expected)

@@ -1,0 +1,275 @@
+"""The eight stages of the daily plan as plain functions of (cfg, ds, run_id).
+
+Each stage reads the previous stage's Parquet file under `cfg.run_dir(ds, run_id)`, does its
+work with the pure core, writes its own file and returns a small summary (what XCom carries).
+A retried stage overwrites its own file; only `publish` touches the contact plan, in one transaction.
+What a stage writes to BigQuery (rejects, contact_plan, plan_runs) replaces the slice keyed by
+(ds[, run_id]), so a retry or a rerun recreates it and never adds to it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from retention.infra import bq
+from retention import hashing
+from retention.deciding.decide import decide_plan
+from retention.deciding import rules
+from retention.pipeline import quality
+from retention.scoring.accept import AcceptModel
+from retention.config import Config
+from retention.messages import generate as generator
+from retention.messages import schedule
+from retention.messages import shield as shield_rules
+from retention.deciding.policy import load_policy
+from retention.scoring.risk import RiskModel
+from retention.scoring.score import score as score_customers
+
+log = logging.getLogger(__name__)
+
+STAGES = ("extract", "validate_input", "score", "decide", "generate", "shield", "validate_plan", "publish")
+TIMINGS = "timings"
+STAGED = ("contact_plan", "plan_runs", "rejects", "extract", "extract_contact_history", "extract_suppression")
+"""Staging tables a day's stages create (`<name>_<yyyymmdd>_<hex>`): extract's query results and publish's loads."""
+RELATED_ORDER = {"contact_history": ["customer_id", "contact_date"], "suppression": ["customer_id", "since"]}
+"""The ORDER BY of sql/daily_<table>.sql, which a Storage Read does not keep."""
+STAGING_ABANDONED_S = 3600
+"""A staging table of the day older than this was left by a killed attempt: a live one exists for seconds."""
+
+
+def _read(cfg: Config, ds: str, run_id: str, stage: str) -> pd.DataFrame:
+    return pd.read_parquet(cfg.run_dir(ds, run_id) / f"{stage}.parquet")
+
+
+def _write(cfg: Config, ds: str, run_id: str, stage: str, df: pd.DataFrame) -> Path:
+    """Write a stage's frame: to a temp name, then rename, so a killed task leaves no half file."""
+    path = cfg.run_dir(ds, run_id) / f"{stage}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+@contextmanager
+def _timed(cfg: Config, ds: str, run_id: str, stage: str) -> Iterator[None]:
+    """Record the stage's start and wall time in its own file of the run folder (for plan_runs).
+
+    One file per stage (or score shard): mapped shards run at once on different workers, and a shared file
+    updated by each would lose some of their times.
+    """
+    path = cfg.run_dir(ds, run_id) / TIMINGS / f"{stage}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    yield
+    seconds = round(time.time() - start, 3)
+    tmp = path.with_suffix(".tmp")  # a task killed mid-write must not leave JSON that run_record cannot read
+    tmp.write_text(json.dumps({"start": start, "seconds": seconds}))
+    tmp.replace(path)
+    log.info("%s for %s done in %.2f s", stage, ds, seconds)
+
+
+def stage_times(cfg: Config, ds: str, run_id: str) -> tuple[float, dict[str, float]]:
+    """(the run's first start, seconds per stage) from the timing files, in the order the stages ran."""
+    records = {p.stem: json.loads(p.read_text()) for p in (cfg.run_dir(ds, run_id) / TIMINGS).glob("*.json")}
+    ordered = sorted(records.items(), key=lambda kv: kv[1]["start"])
+    return min(r["start"] for r in records.values()), {name: r["seconds"] for name, r in ordered}
+
+
+def shard_name(stage: str, shard: int, shards: int) -> str:
+    """The file stem of one shard's output: the stage's own name when there is one shard."""
+    return stage if shards == 1 else f"{stage}-{shard:05d}-of-{shards:05d}"
+
+
+def shard_rows(customer_ids: pd.Series, shard: int, shards: int) -> np.ndarray:
+    """Rows of shard `shard` of `shards`: by stable hash of customer_id, so a customer's shard never moves."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} out of range for {shards} shard(s)")
+    return hashing.stable_hash(customer_ids) % np.uint64(shards) == np.uint64(shard)
+
+
+def _date(ds: str) -> dt.date:
+    return dt.date.fromisoformat(ds)
+
+
+def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """The ds snapshot joined with contact history and suppression (sql/daily_customers.sql).
+
+    Also the raw contact_history and suppression rows behind the join (sql/daily_<table>.sql), which
+    validate_input checks row by row: the join itself would hide a broken row inside a count.
+    """
+    with _timed(cfg, ds, run_id, "extract"):
+        client = bq.client(cfg)
+        # Storage Read streams come back in no set order: sorted by id, as the query orders them
+        day = bq.read_query(client, cfg, bq.sql_text("daily_customers", cfg), f"extract_{ds.replace('-', '')}",
+                            order_by="customer_id", ds=_date(ds), window=cfg.fatigue_window_days)
+        if day.empty:
+            raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
+        related = {t: bq.read_query(client, cfg, bq.sql_text(f"daily_{t}", cfg), f"extract_{t}_{ds.replace('-', '')}",
+                                    order_by=RELATED_ORDER[t], ds=_date(ds)) for t in quality.RELATED}
+        for table, rows in related.items():
+            _write(cfg, ds, run_id, f"extract_{table}", rows)
+        _write(cfg, ds, run_id, "extract", day)  # last: its file marks the stage done
+    return {"customers": len(day), **{table: len(rows) for table, rows in related.items()}}
+
+
+def validate_input(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Schema errors fail here, before anything is written; bad rows go to `rejects` and the rest go on.
+
+    Bad rows of the three input tables are this run's slice of `rejects` (replaced on a retry); the customers
+    they name are left out of the day's plan.
+    """
+    with _timed(cfg, ds, run_id, "validate_input"):
+        day = _read(cfg, ds, run_id, "extract")
+        related = {t: _read(cfg, ds, run_id, f"extract_{t}") for t in quality.RELATED}
+        report_dir = cfg.artifacts / "reports" / ds
+        try:
+            good, rejects, summary = quality.validate_input(day, ds, run_id, report_dir, cfg.max_reject_share,
+                                                            related)
+        except quality.RejectShareError as err:
+            bq.replace_partition(bq.client(cfg), cfg, err.rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
+            raise
+        bq.replace_partition(bq.client(cfg), cfg, rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
+        _write(cfg, ds, run_id, "validate_input", good)
+    return {"valid": len(good), "rejected": summary["rejected_rows"], "reject_records": len(rejects),
+            "report_uri": summary["report_uri"]}
+
+
+def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
+    """Calibrated churn risk, acceptance for each offer level, reason codes: from the champions.
+
+    With cfg.score_shards > 1 this scores one shard of the customers (a mapped task per shard); decide reads
+    them all.
+    """
+    shards = cfg.score_shards
+    name = shard_name("score", shard, shards)
+    with _timed(cfg, ds, run_id, name):
+        risk = RiskModel.load(cfg.model_dir("risk"))
+        accept = AcceptModel.load(cfg.model_dir("accept"))
+        day = _read(cfg, ds, run_id, "validate_input")
+        if shards > 1:
+            day = day[shard_rows(day["customer_id"], shard, shards)].reset_index(drop=True)
+        scored = score_customers(day, risk, accept, _date(ds))
+        scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
+        _write(cfg, ds, run_id, name, scored)
+    return {"shard": shard, "scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
+
+
+def read_scored(cfg: Config, ds: str, run_id: str) -> pd.DataFrame:
+    """Every shard's scores as one frame in customer_id order (the order an unsharded score keeps)."""
+    shards = cfg.score_shards
+    if shards == 1:
+        return _read(cfg, ds, run_id, "score")
+    parts = [_read(cfg, ds, run_id, shard_name("score", s, shards)) for s in range(shards)]
+    return pd.concat(parts, ignore_index=True).sort_values("customer_id", kind="stable", ignore_index=True)
+
+
+def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Contact or wait, which offer, when to follow up: under the hard rules, within the budget.
+
+    One ordered pass over all the day's candidates, whatever the score shards: the policy sees the budget left,
+    so each decision depends on every one before it in the queue.
+    """
+    with _timed(cfg, ds, run_id, "decide"):
+        policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
+        decided = decide_plan(read_scored(cfg, ds, run_id), cfg, policy, ds)
+        _write(cfg, ds, run_id, "decide", decided)
+    return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2),
+            "policy": str(decided["policy_model"].iloc[0]) if len(decided) else ""}
+
+
+def generate(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """A message for every contacted customer (backend from cfg.generator)."""
+    with _timed(cfg, ds, run_id, "generate"):
+        messages = generator.generate(_read(cfg, ds, run_id, "decide"), cfg, ds, cfg.llm_max_messages)
+        _write(cfg, ds, run_id, "generate", messages)
+    return {"messages": int(messages["message"].notna().sum())}
+
+
+def shield(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Safety checks and repairs on each message, then the send time outside local quiet hours."""
+    with _timed(cfg, ds, run_id, "shield"):
+        shielded = shield_rules.shield(_read(cfg, ds, run_id, "generate"), cfg, ds)
+        shielded["send_at"] = schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour)
+        _write(cfg, ds, run_id, "shield", shielded)
+    outcomes = shielded.loc[shielded["contact"], "shield_checks"].value_counts()  # few distinct JSON texts
+    return {"repaired": int(sum(n for text, n in outcomes.items() if json.loads(text)["action"] != "none"))}
+
+
+def validate_plan(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """The contact_plan suite and the plan invariants, before anything is published."""
+    with _timed(cfg, ds, run_id, "validate_plan"):
+        shielded = _read(cfg, ds, run_id, "shield")
+        summary = quality.validate_plan(shielded, cfg, ds, run_id, cfg.artifacts / "reports" / ds)
+    return {"success": bool(summary["success"]), "report_uri": summary["report_uri"]}
+
+
+def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str, Any]:
+    """Replace the ds partition of contact_plan in one transaction, then record the run in plan_runs."""
+    with _timed(cfg, ds, run_id, "publish"):
+        final = _read(cfg, ds, run_id, "shield").assign(plan_date=_date(ds), run_id=run_id)
+        client = bq.client(cfg)
+        sweep_staging(client, cfg, ds)
+        bq.replace_partition(client, cfg, final, "contact_plan", "plan_date", _date(ds))
+    row = run_record(cfg, ds, run_id, final, report_uri)
+    bq.replace_partition(client, cfg, pd.DataFrame([row]), "plan_runs", "plan_date", _date(ds), {"run_id": run_id})
+    return {k: row[k] for k in ("customers", "contacted", "spend", "violations")}
+
+
+def sweep_staging(client, cfg: Config, ds: str) -> list[str]:
+    """Drop the day's staging tables that killed attempts left behind; returns their names.
+
+    Only this ds's tables (`<table>_<yyyymmdd>_<hex>`, see bq.replace_partition) older than STAGING_ABANDONED_S
+    go: another day's run, or a live attempt of this day, is never touched.
+    """
+    pattern = re.compile(rf"({'|'.join(STAGED)})_{ds.replace('-', '')}_[0-9a-f]{{8,12}}")
+    cutoff = time.time() - STAGING_ABANDONED_S
+    dropped = []
+    for item in client.list_tables(cfg.staging_dataset):
+        if pattern.fullmatch(item.table_id) and item.created.timestamp() <= cutoff:
+            client.delete_table(item.reference, not_found_ok=True)
+            dropped.append(item.table_id)
+    if dropped:
+        log.warning("dropped %d abandoned staging table(s) of %s: %s", len(dropped), ds, dropped)
+    return dropped
+
+
+def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_uri: str) -> dict[str, Any]:
+    """The plan_runs row: counts, budget and spend, rule violations, stage times, model versions."""
+    started_at, seconds = stage_times(cfg, ds, run_id)
+    rejected = len(_read(cfg, ds, run_id, "extract")) - len(final)
+    contacted = final["contact"]
+    versions = {c: str(final[c].iloc[0]) for c in ("risk_model", "accept_model", "policy_model") if c in final}
+    versions["message_model"] = sorted(final["message_model"].dropna().unique().tolist())
+    versions["generators"] = final["generator"].value_counts().to_dict()
+    return {
+        "plan_date": _date(ds), "run_id": run_id,
+        "started_at": pd.Timestamp(started_at, unit="s", tz="UTC"),
+        "finished_at": pd.Timestamp.now(tz="UTC"),
+        "customers": len(final), "rejected": rejected, "contacted": int(contacted.sum()),
+        "holdout": int(final["holdout"].sum()), "budget": cfg.daily_budget,
+        "spend": round(float(final.loc[contacted, "offer_cost"].sum()), 2),
+        "expected_net_revenue": round(float(final.loc[contacted, "expected_value"].sum()), 2),
+        "violations": int(sum(rules.violations(final, cfg).values())),
+        "stage_seconds": json.dumps(seconds), "model_versions": json.dumps(versions),
+        "report_uri": report_uri,
+    }
+
+
+def run_all(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
+    """Every stage in order in this process (the CLI and tests); the DAG runs the same functions as tasks."""
+    summaries = {"extract": extract(cfg, ds, run_id), "validate_input": validate_input(cfg, ds, run_id)}
+    summaries["score"] = [score(cfg, ds, run_id, s) for s in range(cfg.score_shards)]
+    for stage in (decide, generate, shield, validate_plan):
+        summaries[stage.__name__] = stage(cfg, ds, run_id)
+    summaries["publish"] = publish(cfg, ds, run_id, summaries["validate_plan"]["report_uri"])
+    return summaries

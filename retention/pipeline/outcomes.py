@@ -1,0 +1,129 @@
+"""Simulated outcomes of published plans, written to contact_history: the demo's stand-in for what customers did.
+
+Each contacted row of contact_plan on plan_date D gets one contact_history row (contact_date = plan_date = D), drawn
+with the Simulator's dynamics and constants (retention/simulation/simulator.py):
+- churn: churn_risk is P(churn within RISK_DAYS); the churn day after D is drawn with the daily hazard
+  1 - (1 - risk)^(1/RISK_DAYS);
+- accepted: the offer is accepted on D with accept_prob_<offer_level>; if not, and the plan scheduled a follow-up
+  d > 0 days later that the customer lives to see, the same offer is accepted then with the accept champion's
+  probability for D + d (pdays d, campaign and previous counting the contact, poutcome failure; contacts leaving the
+  fatigue window in those d days are not subtracted). `accepted` is either one: the follow-up writes no row;
+- churned: not accepted, and the churn day falls within RISK_DAYS of D (an accepted offer secures the customer).
+Draws are uniforms keyed by (D, customer_id), independent of the decision's own noise, so a rerun writes the same
+rows; `simulate_day` replaces exactly the (contact_date = D, plan_date = D) slice and never duplicates it. Run it
+after each day's plan and before the next day's: the next extract reads these rows (cooldown, fatigue, history).
+Unlike the Simulator, the warehouse keeps a churned or secured customer in the later snapshots (the customers table
+is an input): outcomes are written, the population is left as loaded.
+
+`replay_value` is a candidate policy's simulated truth over the same days: the candidate decides each day from the
+same snapshots and seeded history, its own simulated outcomes feeding its later days, with the same draws.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from retention.infra import bq
+from retention import hashing
+from retention.deciding.decide import decide_plan
+from retention.deciding import rules
+from retention.scoring.accept import AcceptModel
+from retention.config import Config
+from retention.simulation.simulator import RISK_DAYS, AcceptTable, date_code, history_features
+from retention.deciding.sampler import DELAYS, NOISE
+from retention.scoring.features import OUTCOMES
+from retention.simulation.ope import reward
+from retention.deciding.policy import Policy
+from retention.hashing import decision_noise
+
+SALT = "outcome|"
+"""Prefix hashed with customer_id: outcome draws never reuse the decision's uniforms."""
+
+
+# draws
+
+
+def outcome_noise(customer_ids, ds: dt.date) -> np.ndarray:
+    """(n, 3) uniforms keyed by (ds, customer_id): churn day, acceptance on ds, acceptance at the follow-up."""
+    hashes = hashing.stable_hash(SALT + pd.Series(customer_ids, dtype="str"))
+    return decision_noise(hashes, ds, NOISE)[:, :3]
+
+
+def followup_accept(rows: pd.DataFrame, table: AcceptTable, ds: dt.date) -> np.ndarray:
+    """P(accept) of each row's offer repeated followup_days after ds (a contact that failed on ds)."""
+    delay = rows["followup_days"].to_numpy(dtype=np.int64)
+    code = np.array([date_code(ds + dt.timedelta(days=d)) for d in range(DELAYS)])[delay]
+    # as Simulator.accept_probs on the follow-up day: campaign = contacts in the window (the contact among them) + 1
+    return table(code, rows["senior_citizen"].to_numpy(dtype=bool).astype(np.int64),
+                 rows["channel"].eq("phone").to_numpy(dtype=bool).astype(np.int64),
+                 rows["offer_level"].to_numpy(dtype=np.int64), rows["contacts_in_window"].to_numpy(np.int64) + 2,
+                 delay, rows["total_contacts"].to_numpy(np.int64) + 1,
+                 np.full(len(rows), OUTCOMES.index("failure")))
+
+
+def draw(rows: pd.DataFrame, table: AcceptTable, ds: dt.date) -> pd.DataFrame:
+    """contact_history rows for the contacted `rows` of ds's plan (OUTCOME_SQL's columns), see the module docstring."""
+    u = outcome_noise(rows["customer_id"], ds)
+    risk = np.clip(rows["churn_risk"].to_numpy(dtype=np.float64), 0.0, 1.0)
+    hazard = 1.0 - (1.0 - risk) ** (1.0 / RISK_DAYS)
+    with np.errstate(divide="ignore"):
+        churn_day = np.floor(np.log(u[:, 0]) / np.log1p(-hazard))  # days after ds; inf when risk is 0
+    level = rows["offer_level"].to_numpy(dtype=np.int64)
+    accept = rows[[f"accept_prob_{k}" for k in range(rules.LEVELS)]].to_numpy(np.float64)[np.arange(len(rows)), level]
+    delay = rows["followup_days"].fillna(0).to_numpy(dtype=np.int64)
+    waiting = (u[:, 1] >= accept) & (delay > 0) & (churn_day >= delay)  # alive on the follow-up day
+    accepted = u[:, 1] < accept
+    if waiting.any():
+        accepted[waiting] = u[waiting, 2] < followup_accept(rows[waiting].assign(followup_days=delay[waiting]),
+                                                           table, ds)
+    return pd.DataFrame({"contact_date": [ds] * len(rows), "customer_id": rows["customer_id"].to_numpy(),
+                         "plan_date": [ds] * len(rows), "offer_level": level, "accepted": accepted,
+                         "churned": ~accepted & (churn_day < RISK_DAYS)})
+
+
+def simulate_day(client, cfg: Config, ds: dt.date, table: AcceptTable) -> pd.DataFrame:
+    """Draw the outcomes of ds's published contacts and make them the (contact_date = ds, plan_date = ds) slice."""
+    rows = bq.query(client, cfg, bq.sql_text("outcomes_contacted", cfg), ds=ds, window=int(cfg.fatigue_window_days))
+    history = draw(rows, table, ds)
+    bq.replace_partition(client, cfg, history, "contact_history", "contact_date", ds, extra_key={"plan_date": ds})
+    return history
+
+
+# the simulated truth of a candidate
+
+
+def _day_frame(day: pd.DataFrame, history: pd.DataFrame, cfg: Config, ds: dt.date, accept: AcceptModel) -> pd.DataFrame:
+    """The day's plan rows as the decide stage receives them, history features and acceptance from `history`."""
+    none = pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "since": pd.Series([], dtype=object)})
+    day = history_features(day.reset_index(drop=True), history, none, ds, cfg.fatigue_window_days)
+    day = day.assign(suppressed=day["decision_reason"].eq("suppressed").to_numpy(dtype=bool))
+    return pd.concat([day, accept.predict_levels(day, ds)], axis=1)
+
+
+def replay_value(client, cfg: Config, policy: Policy, table: AcceptTable, start: dt.date, end: dt.date) -> float:
+    """`policy`'s net revenue retained per customer over [start, end], replayed on the logged days' snapshots.
+
+    The days' customers, risk and suppressions are the logged plans'; the history starts as contact_history before
+    `start` and grows with the replay's own simulated outcomes; acceptance is rescored from that history by the accept
+    champion (`table.model`). With the policy that made the plans, the replay reproduces them and their outcomes.
+    """
+    plans = bq.query(client, cfg, bq.sql_text("outcomes_plans", cfg), start=start, end=end)
+    history = bq.query(client, cfg, bq.sql_text("outcomes_prior_history", cfg), start=start, end=end)
+    total, customers = 0.0, set()
+    for ds, day in plans.groupby("plan_date", sort=True):
+        ds = pd.Timestamp(ds).date()
+        decided = decide_plan(_day_frame(day, history, cfg, ds, table.model), cfg, policy, ds)
+        contact = decided["contact"].to_numpy(dtype=bool)
+        drawn = draw(decided[contact].assign(offer_level=decided.loc[contact, "offer_level"].astype(np.int64)),
+                     table, ds)
+        accepted = np.zeros(len(decided), dtype=bool)
+        accepted[contact] = drawn["accepted"].to_numpy(dtype=bool)
+        candidate = ~decided["decision_reason"].isin(["holdout", "suppressed"]).to_numpy()
+        r = reward(contact, accepted, decided["customer_value"], decided["churn_risk"],
+                   decided["offer_pct"].fillna(0.0), cfg.channel_cost)
+        total += float(r[candidate].sum())
+        customers |= set(decided.loc[candidate, "customer_id"])
+        history = pd.concat([history, drawn], ignore_index=True)
+    return total / len(customers)

@@ -1,0 +1,21 @@
+"""Offer-acceptance model: calibrated P(accept | offer level) on the Bank Marketing <-> customers mapping."""
+from __future__ import annotations
+
+import pandas as pd
+
+from retention.scoring.calibration import CalibratedXGB
+from retention.scoring.features import accept_features, customer_mapped
+
+MONOTONE = {"offer_level": 1}
+"""A more generous offer never lowers P(accept), so the decide step sees accept_prob_0 <= ... <= accept_prob_3."""
+
+
+class AcceptModel(CalibratedXGB):
+    """Calibrated P(accept) from `features.accept_features`; train it with monotone_constraints=MONOTONE."""
+
+    def predict_levels(self, day: pd.DataFrame, ds, levels=range(4)) -> pd.DataFrame:
+        """Columns accept_prob_<level> for our customers on `ds`: one batched predict call per offer level."""
+        return pd.DataFrame({
+            f"accept_prob_{level}": self.predict_proba(accept_features(customer_mapped(day, ds, level)))
+            for level in levels
+        }, index=day.index)

@@ -1,0 +1,121 @@
+"""Policies in the simulator: every decider (learned, random, rules) on the same seeded episodes, with the rule
+breaks each would commit unenforced, summed into one comparable table."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from retention.deciding import rules
+from retention.deciding.greedy import decide_greedy, no_contact, top_risk
+from retention.deciding.policy import Policy, Rolled, roll, rollout_frame
+from retention.simulation.simulator import Simulator
+
+
+def _proposal_breaks(r: Rolled) -> int:
+    """Decisions whose unmasked draw breaks a rule: a contact in cooldown or at the cap, an offer over the budget."""
+    d = r.decisions
+    contact, level = d.proposal[:, 0] == 1, d.proposal[:, 1]
+    over = ~d.affordable[np.arange(len(level)), level]
+    return int((contact & ((r.code[r.queue] != 0) | over)).sum())
+
+
+def policy_decider(policy: Policy) -> Callable:
+    """(day, cfg, ds) -> (plan, proposal breaks) for a learned or the random policy."""
+    def decide(day, cfg, ds):
+        r = roll(day, cfg, policy, ds, propose=True)
+        return rollout_frame(day, cfg, policy, r), _proposal_breaks(r)
+    return decide
+
+
+def _rules(planned: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate, eligible) from a plan's decision_reason: candidates are neither suppressed nor in the holdout."""
+    reason = planned["decision_reason"].to_numpy()
+    candidate = (reason != "suppressed") & (reason != "holdout")
+    return candidate, candidate & (reason != "cooldown") & (reason != "fatigue")
+
+
+def greedy_decider(day, cfg, ds):
+    """The spine's greedy EV plan; its proposal is every positive-EV candidate at its best level, rules unchecked."""
+    planned = decide_greedy(day, cfg)
+    candidate, eligible = _rules(planned)
+    ev, cost = rules.expected_values(day, cfg), rules.offer_costs(day, cfg)
+    best = ev.argmax(axis=1)
+    rows = np.flatnonzero(candidate & (ev.max(axis=1) > 0))
+    rows = rows[np.argsort(-ev[rows, best[rows]], kind="stable")]
+    over = np.cumsum(cost[rows, best[rows]]) > cfg.daily_budget + rules.BUDGET_TOL
+    return planned, int((over | ~eligible[rows]).sum())
+
+
+def top_risk_decider(day, cfg, ds):
+    """Top-risk plan; its proposal takes the riskiest candidates while the budget lasts, rules unchecked."""
+    planned = top_risk(day, cfg)
+    candidate, eligible = _rules(planned)
+    rows = np.flatnonzero(candidate)
+    rows = rows[np.argsort(-day["churn_risk"].to_numpy()[rows], kind="stable")]
+    taken = np.cumsum(rules.offer_costs(day, cfg)[rows, rules.LEVELS - 1]) <= cfg.daily_budget
+    return planned, int((taken & ~eligible[rows]).sum())
+
+
+def no_contact_decider(day, cfg, ds):
+    return no_contact(day, cfg), 0
+
+
+def simulate(sim: Simulator, decider: Callable, seed: int, start: dt.date) -> dict:
+    """One episode of `decider` in the simulator: totals of money, contacts and rule breaks."""
+    sim.reset(seed, start)
+    keys = ("net", "paid", "spend", "retained", "accepted", "contacts", "decisions", "before", "after")
+    tot = dict.fromkeys(keys, 0.0)
+    while not sim.done:
+        day = sim.day_frame()
+        planned, breaks = decider(day, sim.cfg, sim.today)
+        contact = planned["contact"].to_numpy(dtype=bool)
+        out = sim.contact(day.index.to_numpy()[contact], planned["offer_level"].to_numpy()[contact].astype(np.int64),
+                          planned["followup_days"].to_numpy()[contact].astype(np.int64))
+        follow, _ = sim.advance()
+        for o in (out, follow):
+            tot["net"] += o.realized.sum()
+            tot["paid"] += o.paid.sum()
+            tot["retained"] += o.retained.sum()
+            tot["accepted"] += o.accepted.sum()
+        tot["spend"] += planned.loc[contact, "offer_cost"].sum()
+        tot["contacts"] += contact.sum()
+        tot["decisions"] += len(day)
+        tot["before"] += breaks
+        tot["after"] += sum(rules.violations(planned, sim.cfg).values())
+    return {k: float(v) for k, v in tot.items()}
+
+
+def evaluate(sim: Simulator, deciders: dict[str, Callable], episodes: list[tuple[int, dt.date]]) -> list[dict]:
+    """Every decider on the same (seed, start) episodes; one row per decider, money as the mean per episode."""
+    rows = []
+    for name, decider in deciders.items():
+        runs = [simulate(sim, decider, seed, start) for seed, start in episodes]
+        total = {k: sum(r[k] for r in runs) for k in runs[0]}
+        net = [r["net"] for r in runs]
+        rows.append({
+            "policy": name,
+            "net_revenue_retained": round(total["net"] / len(runs), 2),
+            "roi": round(total["net"] / total["paid"], 3) if total["paid"] > 0 else None,
+            "contact_rate": round(total["contacts"] / total["decisions"], 5),
+            "retained_customers": round(total["retained"] / len(runs), 2),
+            "violations_before": round(1000 * total["before"] / total["decisions"], 3),
+            "violations_after": round(1000 * total["after"] / total["decisions"], 3),
+            "accepted": round(total["accepted"] / len(runs), 2),
+            "spend": round(total["spend"] / len(runs), 2),
+            "net_revenue_retained_by_episode": [round(x, 2) for x in net],
+        })
+    return rows
+
+
+def evaluation_table(rows: list[dict]) -> str:
+    """The evaluation as a fixed-width text table."""
+    cols = ("policy", "net_revenue_retained", "roi", "contact_rate", "retained_customers", "violations_before",
+            "violations_after", "spend")
+    cells = [[str(c) for c in cols]] + [["-" if r[c] is None else f"{r[c]:,}" if isinstance(r[c], float) else
+                                         str(r[c]) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    return "\n".join("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+                     for row in cells)

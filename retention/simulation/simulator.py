@@ -1,0 +1,295 @@
+"""The retention simulator: scored IBM Telco customers lived forward day by day under the hard rules.
+
+Dynamics, all from the calibrated champions (nothing hand-tuned but the time scale):
+- churn: churn_risk is P(churn within RISK_DAYS = 30 days) (IBM Telco's label is "left within the last month"),
+  so a customer churns on each day with hazard 1 - (1 - risk)^(1/30); the churn day is drawn once per episode
+  and shared by every policy run on that seed (common random numbers).
+- acceptance: P(accept | offer) is the accept champion at the customer's *current* history (contacts in the
+  fatigue window, days since the last contact, total contacts, last outcome) and the day's date, so fatigue and
+  the warm-up of a recent contact are whatever the champion learned from Bank Marketing.
+- an accepted offer secures the customer (no churn for the rest of the horizon, churn_risk 0 in the state) and is
+  worth customer_value * (1[would have churned within 30 days] - pct) - channel_cost: in expectation exactly
+  `rules.expected_values`, so on a single day the simulator rewards the greedy rule's own objective.
+- follow-up: a contact with delay d > 0 repeats the same offer d days later if the customer has neither accepted
+  nor churned. It is part of the same contact: no new budget (the worst case was committed), no new row in
+  contact_history (so no cooldown or fatigue of its own); it is accepted with the champion's probability for
+  that day (pdays = d, campaign counting the contact). Delay 0 means no follow-up.
+- contacts add to the fatigue window and start the cooldown; suppressed and holdout customers are never candidates.
+
+`Simulator` steps the whole cohort at once with numpy; `deciding.sampler.decide_day` is the hard-rule-enforcing
+sampler the daily rollout and training share (the state's budget_remaining is the budget left when the row's block of
+candidates starts; the budget mask is exact per row); `gym_env.RetentionEnv` is the one-decision-per-step Gymnasium
+view, imported only by whoever wants it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from retention.deciding import rules
+from retention.hashing import holdout_mask
+from retention.datasets import seed as seeding
+from retention.scoring.accept import AcceptModel
+from retention.config import Config
+from retention.scoring.features import CALENDAR_MONTH, CALENDAR_WEEKDAY, MONTHS, NEVER, OUTCOMES, WEEKDAYS, accept_features
+from retention.scoring.risk import RiskModel
+from retention.scoring.score import score
+from retention.datasets.telco import read_telco
+
+RISK_DAYS = 30
+"""churn_risk is the probability of churning within this many days."""
+HORIZON_DAYS = 60
+"""Default simulated days per episode."""
+HISTORY_SLOTS = 8
+"""Most recent contact days kept per customer: more than any fatigue cap plus the seeded history."""
+_EMPTY = -(10**6)
+"""Contact-day slot that holds no contact."""
+
+
+# cohort
+
+
+def history_features(customers: pd.DataFrame, history: pd.DataFrame, suppression: pd.DataFrame, ds: dt.date,
+                     window: int) -> pd.DataFrame:
+    """`customers` plus the extract's history columns, as sql/daily_customers.sql computes them."""
+    when = pd.to_datetime(history["contact_date"])
+    past = history.assign(days=(pd.Timestamp(ds) - when).dt.days.to_numpy())[when < pd.Timestamp(ds)]
+    by = past.groupby("customer_id")["days"]
+    last = past.sort_values(["contact_date", "plan_date"]).drop_duplicates("customer_id", keep="last")
+    accepted = last.set_index("customer_id")["accepted"].reindex(customers["customer_id"])
+    since = suppression.loc[pd.to_datetime(suppression["since"]) <= pd.Timestamp(ds), "customer_id"]
+    ids = customers["customer_id"]
+    return customers.assign(
+        contacts_in_window=(past["days"] < window).groupby(past["customer_id"]).sum().reindex(ids, fill_value=0)
+        .to_numpy().astype(np.int64),
+        days_since_contact=by.min().reindex(ids, fill_value=NEVER).to_numpy().astype(np.int64),
+        total_contacts=by.size().reindex(ids, fill_value=0).to_numpy().astype(np.int64),
+        last_outcome=np.where(~ids.isin(past["customer_id"]).to_numpy(), "nonexistent",
+                              np.where(accepted.fillna(False).astype(bool).to_numpy(), "success", "failure")),
+        suppressed=ids.isin(since).to_numpy(),
+    )
+
+
+def telco_cohort(data_dir: str | Path, risk_dir: str | Path, accept_dir: str | Path, ds: dt.date, seed: int,
+                 cfg: Config) -> pd.DataFrame:
+    """The 7,043 real IBM Telco customers as the day `ds` sees them, scored by the champions (the simulated cohort)."""
+    customers = seeding.customers_from_telco(read_telco(data_dir), ds)
+    day = history_features(customers, seeding.history_for(customers, ds, seed),
+                           seeding.suppression_for(customers, ds, seed), ds, cfg.fatigue_window_days)
+    return score(day, RiskModel.load(risk_dir), AcceptModel.load(accept_dir), ds)
+
+
+# acceptance from the champion
+
+
+def _clip_points(model: AcceptModel) -> dict[str, int]:
+    """Per integer input, the value from which the trees no longer tell values apart (pdays: below NEVER)."""
+    trees = model.booster_.get_booster().trees_to_dataframe()
+    clip = {}
+    for feature in ("campaign", "pdays", "previous"):
+        splits = trees.loc[(trees["Feature"] == feature) & (trees["Split"] < NEVER), "Split"]
+        clip[feature] = int(np.ceil(splits.max())) if len(splits) else 1  # x < split goes left
+    return clip
+
+
+def date_code(day: dt.date) -> int:
+    """Index of the (bank month, bank weekday) the accept features give a send on `day`."""
+    return MONTHS.index(CALENDAR_MONTH[day.month - 1]) * len(WEEKDAYS) + WEEKDAYS.index(CALENDAR_WEEKDAY[day.weekday()])
+
+
+class AcceptTable:
+    """The accept champion's P(accept) on the grid of its discrete inputs, each cell predicted once, when first used.
+
+    In the simulator every input is discrete (date, senior, channel, offer level, campaign, pdays, previous,
+    poutcome), so a lookup equals model.predict_proba; values past the trees' last split are clipped to it.
+    """
+
+    def __init__(self, model: AcceptModel):
+        self.model = model
+        self.clip_ = _clip_points(model)
+        self.shape_ = (len(MONTHS) * len(WEEKDAYS), 2, 2, rules.LEVELS, self.clip_["campaign"] + 1,
+                       self.clip_["pdays"] + 2, self.clip_["previous"] + 1, len(OUTCOMES))
+        self.p_ = np.full(int(np.prod(self.shape_)), np.nan, dtype=np.float32)
+        self.block_ = int(np.prod(self.shape_[4:]))  # cells per (date, senior, channel, level)
+
+    def __call__(self, code: int, senior, phone, level, campaign, pdays, previous, outcome) -> np.ndarray:
+        """P(accept) per row; pdays NEVER for never contacted, outcome an index into OUTCOMES."""
+        pdays = np.where(pdays >= NEVER, self.clip_["pdays"] + 1, np.minimum(pdays, self.clip_["pdays"]))
+        keys = np.ravel_multi_index((np.broadcast_to(code, np.shape(level)), senior, phone, level,
+                                     np.minimum(campaign, self.clip_["campaign"]), pdays,
+                                     np.minimum(previous, self.clip_["previous"]), outcome), self.shape_)
+        missing = np.isnan(self.p_[keys])
+        if missing.any():
+            # fill whole (date, senior, channel, level) blocks: one predict call per new date, not per new cell
+            head = np.unique(keys[missing] // self.block_)
+            cells = (head[:, None] * self.block_ + np.arange(self.block_)).ravel()
+            self.p_[cells] = self._predict(cells)
+        return self.p_[keys].astype(np.float64)
+
+    def _predict(self, keys: np.ndarray) -> np.ndarray:
+        code, senior, phone, level, campaign, pdays, previous, outcome = np.unravel_index(keys, self.shape_)
+        mapped = pd.DataFrame({
+            "offer_level": level, "campaign": campaign, "previous": previous, "senior": senior,
+            "pdays": np.where(pdays > self.clip_["pdays"], NEVER, pdays),
+            "contact": np.where(phone == 1, "telephone", "cellular"),
+            "poutcome": np.asarray(OUTCOMES)[outcome],
+            "month": np.asarray(MONTHS)[code // len(WEEKDAYS)],
+            "day_of_week": np.asarray(WEEKDAYS)[code % len(WEEKDAYS)],
+        })
+        return self.model.predict_proba(accept_features(mapped))
+
+
+# the simulator
+
+
+@dataclass
+class Outcome:
+    """What contacts or follow-ups earned on one day, per customer (zeros elsewhere)."""
+    expected: np.ndarray
+    """Expected net revenue retained given the action (the training reward)."""
+    realized: np.ndarray
+    """Net revenue retained as drawn: value * (1[would have churned within 30 days] - pct) on acceptance."""
+    accepted: np.ndarray
+    retained: np.ndarray
+    """Accepted and would have churned within RISK_DAYS."""
+    paid: np.ndarray
+    """Discount granted plus channel cost."""
+
+
+class Simulator:
+    """A cohort lived forward a day at a time, every customer at once (numpy, no loop per customer).
+
+    `cohort` is a scored day (telco_cohort); `table` is an AcceptTable, or any function with its signature.
+    """
+
+    def __init__(self, cohort: pd.DataFrame, table: Callable[..., np.ndarray], cfg: Config,
+                 horizon: int = HORIZON_DAYS):
+        self.cfg, self.table, self.horizon = cfg, table, horizon
+        self.customers = cohort.reset_index(drop=True)
+        self.ids = self.customers["customer_id"].to_numpy()
+        self.value = self.customers["customer_value"].to_numpy(dtype=np.float64)
+        self.base_risk = self.customers["churn_risk"].to_numpy(dtype=np.float64)
+        self.senior = self.customers["senior_citizen"].to_numpy(dtype=bool).astype(np.int64)
+        self.phone = self.customers["channel"].eq("phone").to_numpy(dtype=bool).astype(np.int64)
+        self.holdout = holdout_mask(self.ids, cfg.holdout_share)
+        self.pcts = np.asarray(cfg.offer_pcts)
+
+    def reset(self, seed: int, start: dt.date) -> None:
+        """Day 0 = `start`: a fresh seeded contact history and suppression list, churn days and luck."""
+        n, rng = len(self.ids), np.random.default_rng([seed, start.toordinal()])
+        self.start, self.t = start, 0
+        history = seeding.history_for(self.customers, start, seed)
+        days = (pd.Timestamp(start) - pd.to_datetime(history["contact_date"])).dt.days.to_numpy()
+        self.suppressed = np.isin(self.ids, seeding.suppression_for(self.customers, start, seed)["customer_id"])
+        self._load_history(history["customer_id"].to_numpy(), -days, history["accepted"].to_numpy(dtype=bool))
+        hazard = 1.0 - (1.0 - np.clip(self.base_risk, 0.0, 1.0)) ** (1.0 / RISK_DAYS)
+        with np.errstate(divide="ignore"):
+            churn = np.floor(np.log(rng.random(n)) / np.log1p(-hazard))  # P(churn day = t) = (1-h)^t h
+        self.churn_day = np.where(np.isfinite(churn), np.minimum(churn, 10**6), 10**6).astype(np.int64)
+        self.u_contact, self.u_followup = rng.random((self.horizon + 1, n)), rng.random((self.horizon + 1, n))
+        self.alive, self.secured = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        self.followup_day, self.followup_level = np.full(n, -1), np.zeros(n, dtype=np.int64)
+
+    def _load_history(self, ids: np.ndarray, day: np.ndarray, accepted: np.ndarray) -> None:
+        """Contact-day slots (most recent first), totals and last outcome from seeded contact_history rows."""
+        row = pd.Index(self.ids).get_indexer(ids)
+        order = np.lexsort((-day, row))  # by customer, most recent first
+        row, day, accepted = row[order], day[order], accepted[order]
+        rank = np.arange(len(row)) - np.searchsorted(row, row)  # 0 = most recent contact of that customer
+        self.contact_days = np.full((len(self.ids), HISTORY_SLOTS), _EMPTY, dtype=np.int64)
+        keep = rank < HISTORY_SLOTS
+        self.contact_days[row[keep], rank[keep]] = day[keep]
+        self.total = np.bincount(row, minlength=len(self.ids)).astype(np.int64)
+        self.outcome = np.full(len(self.ids), OUTCOMES.index("nonexistent"))
+        first = rank == 0
+        self.outcome[row[first]] = np.where(accepted[first], OUTCOMES.index("success"), OUTCOMES.index("failure"))
+
+    # state
+
+    @property
+    def today(self) -> dt.date:
+        return self.start + dt.timedelta(days=self.t)
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.horizon
+
+    def risk(self) -> np.ndarray:
+        return np.where(self.secured, 0.0, self.base_risk)
+
+    def contacts_in_window(self) -> np.ndarray:
+        return (self.contact_days > self.t - self.cfg.fatigue_window_days).sum(axis=1)
+
+    def days_since_contact(self) -> np.ndarray:
+        last = self.contact_days[:, 0]
+        return np.where(last == _EMPTY, NEVER, self.t - last)
+
+    def candidates(self) -> np.ndarray:
+        """Rows that reach a decision today: alive, not suppressed, not in the holdout."""
+        return np.flatnonzero(self.alive & ~self.suppressed & ~self.holdout)
+
+    def accept_probs(self, rows: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
+        """Today's P(accept) of `rows` at every level (n, 4), or at `levels` (n,)."""
+        lv = np.arange(rules.LEVELS)[None, :] if levels is None else levels
+        col = (lambda a: a[:, None]) if levels is None else (lambda a: a)
+        return self.table(date_code(self.today), col(self.senior[rows]), col(self.phone[rows]), lv,
+                          col(self.contacts_in_window()[rows] + 1), col(self.days_since_contact()[rows]),
+                          col(self.total[rows]), col(self.outcome[rows]))
+
+    def day_frame(self) -> pd.DataFrame:
+        """Today's alive customers as the decide stage receives them (index = simulator rows)."""
+        rows = np.flatnonzero(self.alive)
+        accept = self.accept_probs(rows)
+        return pd.DataFrame({
+            "customer_id": self.ids[rows], "customer_value": self.value[rows], "churn_risk": self.risk()[rows],
+            **{f"accept_prob_{k}": accept[:, k] for k in range(rules.LEVELS)},
+            "suppressed": self.suppressed[rows], "days_since_contact": self.days_since_contact()[rows],
+            "contacts_in_window": self.contacts_in_window()[rows], "total_contacts": self.total[rows],
+            "last_outcome": np.asarray(OUTCOMES)[self.outcome[rows]],
+        }, index=rows)
+
+    # transitions
+
+    def _earn(self, rows, level, accept, u, channel_cost: float) -> Outcome:
+        """Outcome of offering `level` to `rows` with acceptance probability `accept` and uniforms `u`."""
+        n = len(self.ids)
+        value, risk, pct = self.value[rows], self.risk()[rows], self.pcts[level]
+        accepted = u < accept
+        # a secured customer was already kept: accepting again retains nothing more
+        would_churn = ~self.secured[rows] & (self.churn_day[rows] <= self.t + RISK_DAYS - 1)
+        out = Outcome(*(np.zeros(n) for _ in range(2)), *(np.zeros(n, dtype=bool) for _ in range(2)), np.zeros(n))
+        out.expected[rows] = accept * value * (risk - pct) - channel_cost
+        out.realized[rows] = np.where(accepted, value * (would_churn - pct), 0.0) - channel_cost
+        out.accepted[rows], out.retained[rows] = accepted, accepted & would_churn
+        out.paid[rows] = np.where(accepted, value * pct, 0.0) + channel_cost
+        self.secured[rows[accepted]] = True
+        self.outcome[rows] = np.where(accepted, OUTCOMES.index("success"), OUTCOMES.index("failure"))
+        return out
+
+    def contact(self, rows: np.ndarray, level: np.ndarray, delay: np.ndarray) -> Outcome:
+        """Today's contacts: offers accepted (or not) today, history written, follow-ups scheduled."""
+        rows, level, delay = np.asarray(rows), np.asarray(level), np.asarray(delay)
+        out = self._earn(rows, level, self.accept_probs(rows, level), self.u_contact[self.t, rows],
+                         self.cfg.channel_cost)
+        self.contact_days[rows] = np.concatenate([np.full((len(rows), 1), self.t), self.contact_days[rows, :-1]], 1)
+        self.total[rows] += 1
+        waiting = ~out.accepted[rows] & (delay > 0)
+        self.followup_day[rows] = np.where(waiting, self.t + delay, -1)
+        self.followup_level[rows] = level
+        return out
+
+    def advance(self) -> tuple[Outcome, np.ndarray]:
+        """End the day: churn, then the next day's follow-ups (none past the horizon). Returns them and who churned."""
+        churned = self.alive & ~self.secured & (self.churn_day <= self.t)
+        self.alive &= ~churned
+        self.t += 1
+        due = np.flatnonzero(self.alive & ~self.secured & (self.followup_day == self.t) & (self.t < self.horizon))
+        level = self.followup_level[due]
+        out = self._earn(due, level, self.accept_probs(due, level), self.u_followup[self.t, due], 0.0)
+        self.followup_day[due] = -1
+        return out, churned
