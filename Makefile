@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 DS ?= $(shell date -u +%F)
 START ?= $(DS)
 END ?= $(DS)
+PORT ?= 8080
 
 export RETENTION_ARTIFACT_ROOT ?= $(CURDIR)/artifacts
 export AIRFLOW_HOME ?= $(RETENTION_ARTIFACT_ROOT)/airflow
@@ -72,8 +73,15 @@ bench: setup bq-up
 	$(BIN)/retention train --missing --profile quick
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# `airflow standalone` starts its components by the bare name `airflow`: the venv's bin goes first on PATH.
+# One PORT moves the API server, the URLs the UI and the task runners use, together; loopback only.
 airflow: setup bq-up $(AIRFLOW_HOME)/.migrated
-	$(BIN)/airflow standalone
+	PATH="$(CURDIR)/$(BIN):$$PATH" \
+	AIRFLOW__API__HOST=127.0.0.1 \
+	AIRFLOW__API__PORT=$(PORT) \
+	AIRFLOW__API__BASE_URL=http://localhost:$(PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(PORT)/execution/ \
+	  $(BIN)/airflow standalone
 
 # make deploy BUCKET=gs://<composer-bucket> [DATASETS=dir] [DRY=1]
 deploy: setup
