@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, chain, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from retention.pipeline import daily
 from retention_runner import run_stage
@@ -21,7 +22,8 @@ PARAMS = {
     "daily_budget": Param(None, type=["null", "number"], minimum=0, description="override the day's budget"),
     "generator": Param(None, type=["null", "string"], enum=[None, "template", "transformers", "vllm"],
                        description="override the message backend"),
-    "holdout_share": Param(None, type=["null", "number"], minimum=0, maximum=0.5),
+    "holdout_share": Param(None, type=["null", "number"], minimum=0, maximum=0.5,
+                           description="override the share of customers never contacted (by customer_id hash)"),
     "score_shards": Param(None, type=["null", "integer"], minimum=1, maximum=1024,
                           description="score in this many mapped tasks (customer hash shards)"),
 }
@@ -40,7 +42,10 @@ PARAMS = {
 def retention_daily():
     @task
     def extract(ds=None, run_id=None, params=None):
-        return daily.extract(load_config(params), ds, run_id)
+        try:
+            return daily.extract(load_config(params), ds, run_id)
+        except ValueError as err:  # no snapshot for ds (or a bad param): a retry cannot help, fail once
+            raise AirflowFailException(str(err)) from err
 
     @task
     def validate_input(ds=None, run_id=None, params=None):

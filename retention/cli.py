@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import uuid
 
 import pandas as pd
+from google.api_core.exceptions import GoogleAPICallError, GoogleAPIError
 
 from retention.config import Config, load_config
 
@@ -18,7 +21,10 @@ log = logging.getLogger("retention")
 
 def _day(text: str) -> str:
     """An ISO date argument, checked."""
-    return dt.date.fromisoformat(text).isoformat()
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def cmd_bq(cfg: Config, args: argparse.Namespace) -> None:
@@ -30,8 +36,10 @@ def cmd_bq(cfg: Config, args: argparse.Namespace) -> None:
         bq.ensure_tables(bq.client(cfg), cfg)
     elif args.action == "down":
         print(emulator.down(emu))
-    else:
+    elif emulator.is_up(emu):
         print(emulator.status(emu))
+    else:
+        sys.exit(emulator.status(emu))
 
 
 def cmd_seed(cfg: Config, args: argparse.Namespace) -> None:
@@ -85,7 +93,12 @@ def cmd_decide(cfg: Config, args: argparse.Namespace) -> None:
     """One customer's decision and shielded message with the champions; nothing is written."""
     from retention.pipeline import retain
 
-    facts = json.loads(args.json) if args.json else retain.facts_for_customer(cfg, args.customer_id, args.ds)
+    try:
+        facts = json.loads(args.json) if args.json else retain.facts_for_customer(cfg, args.customer_id, args.ds)
+    except json.JSONDecodeError as err:
+        sys.exit(f"--json is not valid JSON: {err}")
+    if not isinstance(facts, dict):
+        sys.exit(f"--json must be an object of customer facts, not {type(facts).__name__}")
     print(json.dumps(retain.decide_one(cfg, facts, args.ds), indent=1, default=str))
 
 
@@ -172,7 +185,10 @@ def cmd_query(cfg: Config, args: argparse.Namespace) -> None:
     params = {"ds": dt.date.fromisoformat(args.ds)} if "@ds" in sql else {}
     if not args.sql:
         print(sql)
-    print(_table(bq.query(bq.client(cfg), cfg, sql, **params)))
+    rows, total = bq.user_query(bq.client(cfg), cfg, sql, **params)
+    print(_table(rows))
+    if total > len(rows):
+        print(f"(first {len(rows):,} of {total:,} rows)")
 
 
 def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
@@ -214,7 +230,16 @@ def cmd_deploy(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def _table(df: pd.DataFrame) -> str:
-    return df.to_string(index=False) if not df.empty else "(no rows)"
+    """Rows as text: numbers right-aligned, text left-aligned."""
+    if df.empty:
+        return "(no rows)"
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
+    return df.to_string(index=False, justify="left", formatters={c: _left(df[c]) for c in text})
+
+
+def _left(column: pd.Series):
+    width = max(len(str(column.name)), *(len(str(v)) for v in column))
+    return lambda value: f"{str(value):<{width}}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -244,7 +269,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("plan", help="run the daily plan for one day in this process (Airflow runs the same stages)")
-    s.add_argument("--ds", type=_day, required=True)
+    s.add_argument("--ds", type=_day, required=True, help="the plan date (YYYY-MM-DD): the customers snapshot it reads and the contact_plan partition it replaces")
     s.add_argument("--run-id", default="", help="run id (default: cli__<ds>__<random>)")
     s.set_defaults(func=cmd_plan)
 
@@ -252,7 +277,7 @@ def parser() -> argparse.ArgumentParser:
     who = s.add_mutually_exclusive_group(required=True)
     who.add_argument("--customer-id", help="a customer of the --ds snapshot")
     who.add_argument("--json", help="customer facts as JSON (the customers columns; history optional)")
-    s.add_argument("--ds", type=_day, default=today)
+    s.add_argument("--ds", type=_day, default=today, help="the customers snapshot to decide on (default: today, UTC)")
     s.set_defaults(func=cmd_decide)
 
     s = sub.add_parser("backfill", help="run the daily plan for a range of days in this process, in order")
@@ -262,7 +287,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("query", help="run SQL against the configured BigQuery (default: an example over the plan)")
     s.add_argument("sql", nargs="?", help="standard SQL; @ds is bound to --ds")
-    s.add_argument("--ds", type=_day, default=today)
+    s.add_argument("--ds", type=_day, default=today, help="date bound to @ds in the SQL (default: today, UTC)")
     s.set_defaults(func=cmd_query)
 
     s = sub.add_parser(
@@ -308,25 +333,60 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate_outcomes)
 
     s = sub.add_parser("summary", help="the latest run of a day and an example query over its plan")
-    s.add_argument("--ds", type=_day, default=today)
+    s.add_argument("--ds", type=_day, default=today, help="the plan date whose latest run to show (default: today, UTC)")
     s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser("report", help="the day's data-quality summary and the path of its HTML report")
-    s.add_argument("--ds", type=_day, default=today)
+    s.add_argument("--ds", type=_day, default=today, help="the plan date whose data-quality results to show (default: today, UTC)")
     s.set_defaults(func=cmd_report)
+    # deploy parses its own arguments (retention/infra/deploy.py), --help included: main() hands them over
     s = sub.add_parser("deploy", add_help=False,
-                       help="sync DAGs, package, SQL and suites to a Composer bucket (`retention deploy composer --help`)")
+                       help="sync DAGs, package, SQL and suites to a Composer bucket (`retention deploy --help`)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_deploy)
     return p
 
 
+USER_ERRORS = (ValueError, LookupError, OSError, GoogleAPIError)
+"""What a command reports as one line and exit status 1 (with -v, the traceback): bad input, missing data or
+files, BigQuery's answer (bad SQL, a missing table, an endpoint that does not answer). Anything else is a bug."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if args.command == "deploy":
+        args.rest = extra + args.rest
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO is registry chatter
-    args.func(load_config(), args)
+    try:
+        args.func(_labelled(load_config(), args), args)
+        sys.stdout.flush()  # here, so that a reader gone early is a BrokenPipeError below, not a shutdown warning
+    except BrokenPipeError:  # `retention summary | head` closed the pipe: stop quietly, as `yes | head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except USER_ERRORS as err:
+        if args.verbose:
+            raise
+        sys.exit(f"retention {args.command}: {_one_line(err)}")
+
+
+def _labelled(cfg: Config, args: argparse.Namespace) -> Config:
+    """The config with the command (and its --ds) as BigQuery job labels, unless labels are configured."""
+    if cfg.bq_labels:
+        return cfg
+    ds = vars(args).get("ds")
+    return dataclasses.replace(cfg, bq_labels=f"command={args.command}" + (f",ds={ds}" if ds else ""))
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line: BigQuery's own message without the client's job details."""
+    if isinstance(err, GoogleAPICallError) and err.errors:
+        return f"BigQuery: {err.errors[0].get('message', err.message)}"
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

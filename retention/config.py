@@ -29,6 +29,12 @@ class Config:
     """BigQuery REST endpoint; empty means real BigQuery with application default credentials."""
     bq_grpc_port: int = 9060
     """The embedded emulator's Storage Read/Write gRPC port (local only)."""
+    bq_timeout_s: float = 1800.0
+    """Most seconds one BigQuery job may run: set on the job, and the client stops waiting then."""
+    maximum_bytes_billed: int = 10 << 30
+    """Most bytes one user query (`retention query`) may bill (10 GiB); 0 = no cap."""
+    bq_labels: str = ""
+    """Labels `key=value,...` on every BigQuery job; under Airflow by default the task's dag, task and ds."""
     daily_budget: float = 5000.0
     """Currency units the day's offers may commit at worst."""
     offer_pcts: tuple[float, ...] = (0.0, 0.05, 0.10, 0.15)
@@ -131,6 +137,9 @@ ENV = {
     "RETENTION_ARTIFACT_ROOT": "artifact_root",
     "RETENTION_BQ_ENDPOINT": "bq_endpoint",
     "RETENTION_BQ_GRPC_PORT": "bq_grpc_port",
+    "RETENTION_BQ_TIMEOUT_S": "bq_timeout_s",
+    "RETENTION_MAXIMUM_BYTES_BILLED": "maximum_bytes_billed",
+    "RETENTION_BQ_LABELS": "bq_labels",
     "RETENTION_DAILY_BUDGET": "daily_budget",
     "RETENTION_OFFER_PCTS": "offer_pcts",
     "RETENTION_CHANNEL_COST": "channel_cost",
@@ -178,6 +187,8 @@ def load_config(params: Mapping[str, Any] | None = None, env: Mapping[str, str] 
     """Build the Config: defaults, then environment variables, then DAG params (field names)."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {f: env[k] for k, f in ENV.items() if k in env}
+    if "bq_labels" not in raw and env.get("AIRFLOW_CTX_DAG_ID"):  # the task runner exports its context
+        raw["bq_labels"] = _airflow_labels(env)
     raw.update({k: v for k, v in (params or {}).items() if k in _FIELDS and v is not None})
     cfg = Config(**{k: _typed(k, v) for k, v in raw.items()})
     _check(cfg)
@@ -209,6 +220,8 @@ def _check(cfg: Config) -> None:
     for name in ("quiet_start_hour", "quiet_end_hour"):
         if not 0 <= getattr(cfg, name) <= 23:
             raise ValueError(f"config {name}={getattr(cfg, name)}: expected an hour 0-23")
+    if cfg.bq_timeout_s <= 0 or cfg.maximum_bytes_billed < 0:
+        raise ValueError("config bq_timeout_s > 0 and maximum_bytes_billed >= 0 are required")
     if not 1 <= cfg.score_shards <= 1024:
         raise ValueError(f"config score_shards={cfg.score_shards}: expected 1-1024")
     if cfg.daily_budget < 0 or cfg.fatigue_cap < 1 or cfg.cooldown_days < 0:
@@ -230,6 +243,13 @@ def _check_vertex(cfg: Config) -> None:
     for field in GCS_FIELDS:
         if not getattr(cfg, field).startswith("gs://"):
             raise ValueError(f"config {field}={getattr(cfg, field)!r} ({variable[field]}): expected a gs:// URI")
+
+
+def _airflow_labels(env: Mapping[str, str]) -> str:
+    """Job labels of the running Airflow task: dag, task and ds (the logical date's day)."""
+    labels = {"dag": env["AIRFLOW_CTX_DAG_ID"], "task": env.get("AIRFLOW_CTX_TASK_ID", ""),
+              "ds": env.get("AIRFLOW_CTX_LOGICAL_DATE", "")[:10]}
+    return ",".join(f"{k}={v}" for k, v in labels.items() if v)
 
 
 def _safe(run_id: str) -> str:

@@ -6,8 +6,10 @@ import io
 import json
 import logging
 import re
+import socket
 import uuid
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
@@ -22,15 +24,62 @@ log = logging.getLogger(__name__)
 
 SCHEMA_DIR = REPO_ROOT / "sql" / "schema"
 STAGING_TTL_MS = 24 * 3600 * 1000
+PARTITION_FILTER_REQUIRED = ("contact_plan",)
+"""Tables whose every query must filter on the partition column (BigQuery rejects one that does not)."""
 CONTRACT_TABLES = ("customers", "contact_history", "suppression", "contact_plan", "plan_runs", "rejects")
 
 
+API_RETRY_S = 30.0
+"""How long one API call is retried when the endpoint does not answer (the client's default is 600 s)."""
+RETRY = bigquery.DEFAULT_RETRY.with_deadline(API_RETRY_S)
+USER_QUERY_ROWS = 1000
+"""Most rows `user_query` returns (a printed table, not an export)."""
+
+
+class Unavailable(ConnectionError):
+    """The configured BigQuery endpoint does not answer."""
+
+
 def client(cfg: Config) -> bigquery.Client:
-    """A client for the configured endpoint: anonymous on the emulator, default credentials on BigQuery."""
+    """A client for the configured endpoint: anonymous on the emulator, default credentials on BigQuery.
+
+    Every query and load job it starts carries the config's labels and job timeout. On the emulator, an
+    endpoint that does not answer fails here, at once, instead of after the client's retries.
+    """
+    defaults = {"labels": labels(cfg), "job_timeout_ms": int(cfg.bq_timeout_s * 1000)}
+    jobs = {"default_query_job_config": bigquery.QueryJobConfig(**defaults),
+            "default_load_job_config": bigquery.LoadJobConfig(**defaults)}
     if cfg.bq_endpoint:
+        check_reachable(cfg.bq_endpoint)
         return bigquery.Client(project=cfg.project, credentials=AnonymousCredentials(),
-                               client_options=ClientOptions(api_endpoint=cfg.bq_endpoint))
-    return bigquery.Client(project=cfg.project, location=cfg.location)
+                               client_options=ClientOptions(api_endpoint=cfg.bq_endpoint), **jobs)
+    return bigquery.Client(project=cfg.project, location=cfg.location, **jobs)
+
+
+def check_reachable(endpoint: str, timeout_s: float = 2.0) -> None:
+    """Raise Unavailable unless something accepts a TCP connection at the endpoint."""
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or 80), timeout=timeout_s).close()
+    except OSError as err:
+        raise Unavailable(f"the embedded BigQuery is not running: `retention bq up` (nothing answers at {endpoint})") \
+            from err
+
+
+LABEL_TEXT = re.compile(r"[^a-z0-9_-]")
+
+
+def labels(cfg: Config) -> dict[str, str]:
+    """cfg.bq_labels (`key=value,...`) as BigQuery job labels: lowercase [a-z0-9_-], at most 63 characters."""
+    pairs = (item.split("=", 1) for item in cfg.bq_labels.split(",") if "=" in item)
+    return {LABEL_TEXT.sub("_", k.strip().lower())[:63]: LABEL_TEXT.sub("_", v.strip().lower())[:63]
+            for k, v in pairs if k.strip()}
+
+
+def _wait(job: bigquery.QueryJob | bigquery.LoadJob) -> Any:
+    """A job's result: each poll retried for API_RETRY_S at most, the whole wait capped by the job's timeout."""
+    timeout_ms = job.configuration.job_timeout_ms
+    return job.result(retry=RETRY, timeout=int(timeout_ms) / 1000 if timeout_ms else None)
 
 
 def storage_client(cfg: Config):
@@ -74,6 +123,9 @@ def table_spec(cfg: Config, table: str, staging: bool = False, name: str | None 
         t.time_partitioning = bigquery.TimePartitioning(field=spec["partition_by"])
     if spec["cluster_by"]:
         t.clustering_fields = spec["cluster_by"]
+    # a staging copy is read whole by the swap's INSERT ... SELECT, so only the contract table requires the filter
+    if table in PARTITION_FILTER_REQUIRED and not staging:
+        t.require_partition_filter = True
     return t
 
 
@@ -84,9 +136,12 @@ def ensure_tables(bq: bigquery.Client, cfg: Config) -> None:
         dataset.location = cfg.location
         if ds == cfg.staging_dataset:  # a staging table left by a killed task expires by itself
             dataset.default_table_expiration_ms = STAGING_TTL_MS
-        bq.create_dataset(dataset, exists_ok=True)
+        bq.create_dataset(dataset, exists_ok=True, retry=RETRY)
     for table in CONTRACT_TABLES:
-        bq.create_table(table_spec(cfg, table), exists_ok=True)
+        created = bq.create_table(table_spec(cfg, table), exists_ok=True, retry=RETRY)
+        if table in PARTITION_FILTER_REQUIRED and not created.require_partition_filter:  # made before the rule
+            created.require_partition_filter = True
+            created = bq.update_table(created, ["require_partition_filter"], retry=RETRY)
 
 
 # --- reads -------------------------------------------------------------------
@@ -99,9 +154,20 @@ def query_params(params: dict[str, Any]) -> list[bigquery.ScalarQueryParameter]:
 
 def query(bq: bigquery.Client, cfg: Config, sql: str, **params: Any) -> pd.DataFrame:
     """Run one statement with query parameters and return its rows as a DataFrame (Arrow when it can)."""
-    job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)))
-    rows = job.result()
-    return rows.to_dataframe(create_bqstorage_client=False)
+    job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)), retry=RETRY)
+    return _wait(job).to_dataframe(create_bqstorage_client=False)
+
+
+def user_query(bq: bigquery.Client, cfg: Config, sql: str, **params: Any) -> tuple[pd.DataFrame, int]:
+    """A statement typed by a user: billed bytes capped by cfg.maximum_bytes_billed, at most USER_QUERY_ROWS rows.
+
+    Returns the rows and the statement's total row count.
+    """
+    config = bigquery.QueryJobConfig(query_parameters=query_params(params),
+                                     maximum_bytes_billed=cfg.maximum_bytes_billed or None)
+    rows = bq.query(sql, job_config=config, retry=RETRY).result(retry=RETRY, timeout=cfg.bq_timeout_s,
+                                                                 max_results=USER_QUERY_ROWS)
+    return rows.to_dataframe(create_bqstorage_client=False), rows.total_rows or 0
 
 
 def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: str | list[str] | None = None,
@@ -115,16 +181,16 @@ def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: 
     dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
     execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
     try:
-        rows = bq.list_rows(dest).to_dataframe(bqstorage_client=storage_client(cfg))
+        rows = bq.list_rows(dest, retry=RETRY).to_dataframe(bqstorage_client=storage_client(cfg))
     finally:
-        bq.delete_table(dest, not_found_ok=True)
+        bq.delete_table(dest, not_found_ok=True, retry=RETRY)
     return rows.sort_values(order_by, kind="stable", ignore_index=True) if order_by else rows
 
 
 def execute(bq: bigquery.Client, sql: str, **params: Any) -> int:
     """Run one DML/DDL statement; returns the affected row count when there is one."""
-    job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)))
-    job.result()
+    job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)), retry=RETRY)
+    _wait(job)
     return job.num_dml_affected_rows or 0
 
 
@@ -174,7 +240,7 @@ def load(bq: bigquery.Client, df: pd.DataFrame, table: str, table_id: str, trunc
     write = bigquery.WriteDisposition.WRITE_TRUNCATE if truncate else bigquery.WriteDisposition.WRITE_APPEND
     config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET, schema=schema(table),
                                     write_disposition=write)
-    bq.load_table_from_file(buf, table_id, job_config=config).result()
+    _wait(bq.load_table_from_file(buf, table_id, job_config=config))
 
 
 def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame, table: str,
@@ -187,12 +253,12 @@ def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame, table:
     """
     staging_name = f"{table}_{str(value).replace('-', '')}_{uuid.uuid4().hex[:8]}"
     staging_id = cfg.table(staging_name, staging=True)
-    bq.create_table(table_spec(cfg, table, staging=True, name=staging_name))
+    bq.create_table(table_spec(cfg, table, staging=True, name=staging_name), retry=RETRY)
     try:
         load(bq, df, table, staging_id)
         execute(bq, _swap_sql(cfg, table, staging_id, {key: value, **(extra_key or {})}))
     finally:
-        bq.delete_table(staging_id, not_found_ok=True)
+        bq.delete_table(staging_id, not_found_ok=True, retry=RETRY)
 
 
 def _swap_sql(cfg: Config, table: str, staging_id: str, slice_: dict[str, Any]) -> str:

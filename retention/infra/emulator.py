@@ -61,10 +61,12 @@ def is_up(emu: Emulator) -> bool:
 
 
 def pid(emu: Emulator) -> int | None:
-    """The pid in the pidfile when that process is alive."""
+    """The pid in the pidfile when that process is alive and was started for this emulator's port."""
     if not emu.pidfile.exists():
         return None
-    value = int(emu.pidfile.read_text())
+    value, *port = (int(x) for x in emu.pidfile.read_text().split())  # "pid port"; older files hold the pid only
+    if port and port[0] != emu.rest_port:  # another emulator sharing this artifact root
+        return None
     try:
         os.waitpid(value, os.WNOHANG)  # reap it when this process started it
     except ChildProcessError:
@@ -91,7 +93,7 @@ def up(emu: Emulator, project: str = "local", timeout_s: float = 60) -> str:
     env = {**os.environ, "BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(EMULATOR_MESSAGE_BYTES)}
     with open(emu.logfile, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    emu.pidfile.write_text(str(proc.pid))
+    emu.pidfile.write_text(f"{proc.pid} {emu.rest_port}")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -119,5 +121,8 @@ def down(emu: Emulator, timeout_s: float = 20) -> str:
 
 
 def status(emu: Emulator) -> str:
-    state = "up" if is_up(emu) else "down"
-    return f"BigQuery emulator {state} on {emu.url}; pid {pid(emu)}; data {emu.data_dir}"
+    """One line: up (with the pid when this checkout started it) or down (with the command that starts it)."""
+    if not is_up(emu):
+        return f"BigQuery emulator down on {emu.url}: `retention bq up`"
+    started = f"pid {value}" if (value := pid(emu)) else "not started from this artifact root"
+    return f"BigQuery emulator up on {emu.url}; {started}; data {emu.data_dir}"

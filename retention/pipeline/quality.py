@@ -377,8 +377,8 @@ def report(cfg: Config, ds: str) -> str:
 
     report_dir = cfg.artifacts / "reports" / ds
     run_name, suites = latest_validations(report_dir)
-    if not suites:
-        return f"Data quality for {ds}: no validation results under {report_dir}; has the day run?"
+    if not suites:  # an error, as `summary` for a day without a run: the caller exits non-zero
+        raise LookupError(f"no validation results for {ds} under {report_dir}: has the day run?")
     run_id = run_name.removeprefix(f"{ds}_")
     client, day = bq.client(cfg), pd.Timestamp(ds).date()
     rejects = bq.query(client, cfg, bq.sql_text("report_rejects", cfg),
