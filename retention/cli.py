@@ -102,6 +102,15 @@ def cmd_decide(cfg: Config, args: argparse.Namespace) -> None:
     print(json.dumps(retain.decide_one(cfg, facts, args.ds), indent=1, default=str))
 
 
+def cmd_serve(cfg: Config, args: argparse.Namespace) -> None:
+    """The online decision service: GET /healthz, GET /readyz, POST /retain (docs at /docs)."""
+    import uvicorn
+
+    from retention.serve.app import create_app
+
+    uvicorn.run(create_app(cfg), host=args.host, port=args.port, log_level="info")
+
+
 def cmd_backfill(cfg: Config, args: argparse.Namespace) -> None:
     """Run the daily plan for every day in [start, end], in order; each day replaces its own partition."""
     from retention.pipeline import daily
@@ -279,6 +288,11 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--json", help="customer facts as JSON (the customers columns; history optional)")
     s.add_argument("--ds", type=_day, default=today, help="the customers snapshot to decide on (default: today, UTC)")
     s.set_defaults(func=cmd_decide)
+
+    s = sub.add_parser("serve", help="the online decision service: POST /retain, GET /healthz and /readyz")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; the Airflow UI has 8080)")
+    s.add_argument("--host", default="127.0.0.1", help="interface (default loopback; 0.0.0.0 in a container)")
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("backfill", help="run the daily plan for a range of days in this process, in order")
     s.add_argument("--start", type=_day, required=True, help="first day (inclusive)")

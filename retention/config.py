@@ -73,6 +73,10 @@ class Config:
     """Message model directory; empty means the ppo_text (RLHF) champion."""
     data_dir: str = str(REPO_ROOT.parent / "shared" / "data")
     """Folder holding the public data sets (IBM Telco, UCI Bank Marketing, preference data)."""
+    online_daily_budget: float = 500.0
+    """Currency units a day's online offers (`POST /retain`) may commit at worst, apart from the plan's budget."""
+    serve_max_body_bytes: int = 16384
+    """Largest request body the online service accepts; a bigger one is refused with 413."""
 
     # production: where training and generation jobs run (read on the Composer side, never passed to a job)
     runner: str = "local"
@@ -159,6 +163,8 @@ ENV = {
     "RETENTION_BASE_MODEL": "base_model",
     "RETENTION_LLM_MAX_MESSAGES": "llm_max_messages",
     "RETENTION_DATA_DIR": "data_dir",
+    "RETENTION_ONLINE_DAILY_BUDGET": "online_daily_budget",
+    "RETENTION_SERVE_MAX_BODY_BYTES": "serve_max_body_bytes",
     "RETENTION_RUNNER": "runner",
     "RETENTION_VERTEX_REGION": "vertex_region",
     "RETENTION_TRAIN_IMAGE_CPU": "train_image_cpu",
@@ -226,6 +232,8 @@ def _check(cfg: Config) -> None:
         raise ValueError(f"config score_shards={cfg.score_shards}: expected 1-1024")
     if cfg.daily_budget < 0 or cfg.fatigue_cap < 1 or cfg.cooldown_days < 0:
         raise ValueError("config daily_budget >= 0, fatigue_cap >= 1 and cooldown_days >= 0 are required")
+    if cfg.online_daily_budget < 0 or cfg.serve_max_body_bytes < 1:
+        raise ValueError("config online_daily_budget >= 0 and serve_max_body_bytes >= 1 are required")
     if cfg.runner not in RUNNERS:
         raise ValueError(f"config runner={cfg.runner!r}: expected one of {RUNNERS}")
     if cfg.train_profile not in TRAIN_PROFILES:

@@ -43,6 +43,7 @@ class FactsError(ValueError):
 
     def __init__(self, problems: dict[str, str]):
         self.fields = sorted(problems)
+        self.problems = dict(problems)
         super().__init__("customer facts: " + "; ".join(f"field '{f}' {problems[f]}" for f in self.fields))
 
 
@@ -171,6 +172,7 @@ def summary(r: pd.Series, ds: str, versions: dict[str, str]) -> dict[str, Any]:
         "decision_reason": r["decision_reason"], "offer_level": int(r["offer_level"]) if contact else None,
         "offer_pct": float(r["offer_pct"]) if contact else None, "offer_cost": round(float(r["offer_cost"]), 2),
         "expected_value": round(float(r["expected_value"]), 4), "churn_risk": round(float(r["churn_risk"]), 4),
+        "propensity": float(r["propensity"]),
         "accept_probs": [round(float(r[f"accept_prob_{k}"]), 4) for k in range(rules.LEVELS)],
         "reason_codes": list(r["reason_codes"]), "holdout": bool(r["holdout"]),
         "followup_days": int(r["followup_days"]) if contact else None,

@@ -99,7 +99,8 @@ def test_no_forbidden_import(importer, imported, why):
 
 def test_every_package_is_one_the_readme_names():
     packages = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists())
-    assert packages == ["datasets", "deciding", "infra", "messages", "pipeline", "rlhf", "scoring", "simulation"]
+    assert packages == ["datasets", "deciding", "infra", "messages", "pipeline", "rlhf", "scoring", "serve",
+                        "simulation"]
     readme = (REPO_ROOT / "README.md").read_text()
     assert all(f"retention/{p}/" in readme for p in packages)
 
