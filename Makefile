@@ -23,7 +23,7 @@ export RETENTION_GENERATOR ?= transformers
 export RETENTION_LLM_MAX_MESSAGES ?= 50
 endif
 
-.PHONY: setup demo plan test bench airflow bq-up bq-down deploy clean
+.PHONY: setup demo plan test bench airflow serve bq-up bq-down deploy clean
 
 setup: $(VENV)/.installed $(BQ_VENV)/.installed
 
@@ -82,6 +82,13 @@ airflow: setup bq-up $(AIRFLOW_HOME)/.migrated
 	AIRFLOW__API__BASE_URL=http://localhost:$(PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(PORT)/execution/ \
 	  $(BIN)/airflow standalone
+
+# The online decision service (POST /retain, /healthz, /readyz, /docs) on localhost:$(SERVE_PORT); missing tabular and
+# policy champions are trained first (quick profile), as for the bench. Ctrl-C stops it.
+SERVE_PORT ?= 8000
+serve: setup bq-up
+	$(BIN)/retention train --missing --profile quick
+	$(BIN)/retention serve --port $(SERVE_PORT)
 
 # make deploy BUCKET=gs://<composer-bucket> [DATASETS=dir] [DRY=1]
 deploy: setup

@@ -14,10 +14,12 @@ from retention.config import REPO_ROOT
 
 DOCKER = REPO_ROOT / "docker"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-IMAGES = {"Dockerfile.train-cpu": set(), "Dockerfile.gpu": {"gpu"}}
+IMAGES = {"Dockerfile.train-cpu": set(), "Dockerfile.gpu": {"gpu"}, "Dockerfile.serve": set()}
 """Each image and the extras of the project it installs."""
 SOURCES = {"pyproject.toml", "README.md", "retention/", "training/", "sql/", "expectations/"}
 """What a training job needs from the checkout (README.md: pyproject's `readme`)."""
+SERVE_SOURCES = SOURCES - {"training/"}
+"""What the online service needs: the package with its SQL and suites, no training entry points."""
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -87,7 +89,7 @@ def test_named_packages_carry_the_pyproject_pins(name):
 def test_image_copies_what_the_jobs_need_and_runs_python_311(name):
     steps = instructions(DOCKER / name)
     copied = {word for kind, args in steps if kind == "COPY" for word in args.split()[:-1]}
-    assert copied == SOURCES
+    assert copied == (SERVE_SOURCES if name == "Dockerfile.serve" else SOURCES)
     text = (DOCKER / name).read_text()
     assert PYPROJECT["project"]["requires-python"] == ">=3.11,<3.12"
     assert "python:3.11" in text or "python3.11 -m venv" in text
