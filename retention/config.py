@@ -71,6 +71,12 @@ class Config:
     """Base LM for SFT/reward/PPO-text and the generator: a path or hub id; empty means SmolLM2-135M-Instruct."""
     message_model_uri: str = ""
     """Message model directory; empty means the ppo_text (RLHF) champion."""
+    brand_name: str = "Northwind Mobile"
+    """The company name messages may use (templates and prompts name it; the shield allows no other proper noun)."""
+    language: str = "en"
+    """Language every message must be written in (the shield's language check; `en` is the one it knows)."""
+    best_of_n: int = 4
+    """Candidates an LLM backend samples per contact; the shield drops failures, the reward model picks the best."""
     data_dir: str = str(REPO_ROOT.parent / "shared" / "data")
     """Folder holding the public data sets (IBM Telco, UCI Bank Marketing, preference data)."""
     online_daily_budget: float = 500.0
@@ -162,6 +168,9 @@ ENV = {
     "RETENTION_MESSAGE_MODEL_URI": "message_model_uri",
     "RETENTION_BASE_MODEL": "base_model",
     "RETENTION_LLM_MAX_MESSAGES": "llm_max_messages",
+    "RETENTION_BRAND_NAME": "brand_name",
+    "RETENTION_LANGUAGE": "language",
+    "RETENTION_BEST_OF_N": "best_of_n",
     "RETENTION_DATA_DIR": "data_dir",
     "RETENTION_ONLINE_DAILY_BUDGET": "online_daily_budget",
     "RETENTION_SERVE_MAX_BODY_BYTES": "serve_max_body_bytes",

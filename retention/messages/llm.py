@@ -1,10 +1,12 @@
 """LLM message backends: `transformers` (batched, CPU here) and `vllm` (offline batches on a GPU, LoRA adapter).
 
-Both take the prompts of `generate.build_prompt` in the tokenizer's chat template, sample with one seed per customer
-and day, and return one line of text per prompt (None where the generation failed or timed out). `llm_messages`
-runs a backend over the contacted rows with one retry for what the shield would reject; the shield stage then puts
-the safe template in place of whatever still fails. The model is the RLHF champion (a PEFT LoRA adapter over the
-base) when one exists, else the base instruct model as it is.
+Both take the prompts of `prompt.build_prompt` in the tokenizer's chat template, sample with one seed per customer,
+day and candidate, and return one line of text per prompt (None where the generation failed or timed out).
+`llm_messages` samples best-of-n candidates per contact, drops those the shield would reject, and keeps the one the
+reward-model champion scores highest (the first that passes when there is no reward champion); a contact with no
+passing candidate gets one more round, and the shield stage then puts the safe template in place of whatever still
+fails. The model is the RLHF champion (a PEFT LoRA adapter over the base) when one exists, else the base instruct
+model as it is.
 """
 from __future__ import annotations
 
@@ -41,26 +43,35 @@ BATCH_TIMEOUT_S = 300.0
 """A transformers batch stops here; its unfinished rows count as failed (and are retried). A batch of 16 took
 40 s (one thread) to 110 s (two) on a 2-core machine shared with other jobs."""
 ATTEMPTS = 2
-"""A generation that fails is retried once with a new seed, then left to the shield's template."""
+"""Rounds of best-of-n: a contact none of whose candidates passes gets n new ones, then is left to the template."""
 ADAPTER_CONFIG = "adapter_config.json"
 """The file that marks a PEFT adapter directory (the ppo_text champion)."""
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A loaded generator: its name for the `generator` column, its version for `message_model`, and the call."""
+    """A loaded generator: its name for the `generator` column, its version for `message_model`, the call, and
+    how candidates are drawn and chosen."""
 
     name: str
     version: str
     complete: Callable[[list[str], np.ndarray], list[str | None]]
+    score: Callable[[list[str], list[str]], np.ndarray] | None = None
+    """Reward of each (prompt, message) by the reward-model champion; None when there is none."""
+    best_of_n: int = 1
+    """Candidates sampled per contact and round."""
+    brand: str = Config.brand_name
+    """The brand the prompts name and the shield allows."""
+    language: str = Config.language
+    """The language the shield requires."""
 
 
 # model and version
 
 
-def champion_adapter(cfg: Config) -> Path | None:
-    """The RLHF champion's adapter directory, or None when there is no champion yet."""
-    path = cfg.model_dir("ppo_text")
+def champion_adapter(cfg: Config, name: str = "ppo_text") -> Path | None:
+    """The adapter directory of champion `name` (the RLHF policy, or the reward model), None when there is none."""
+    path = cfg.model_dir(name)
     return path if (path / ADAPTER_CONFIG).is_file() else None
 
 
@@ -78,14 +89,38 @@ def load_backend(cfg: Config) -> Backend:
     """The backend cfg.generator names, model loaded once per process (the CLI and a server call it often)."""
     if cfg.generator not in ("transformers", "vllm"):
         raise ValueError(f"generator {cfg.generator!r} is not an LLM backend (transformers | vllm)")
+    if cfg.best_of_n < 1:
+        raise ValueError(f"config best_of_n={cfg.best_of_n}: expected at least 1")
     base = base_model_path(cfg.artifacts, cfg.base_model)
     adapter = champion_adapter(cfg)
     version = model_version(base, adapter)
+    choose = dict(score=load_scorer(cfg), best_of_n=cfg.best_of_n, brand=cfg.brand_name, language=cfg.language)
     if cfg.generator == "transformers":
         model, tokenizer = load_transformers(base, adapter)
-        return Backend("transformers", version, functools.partial(transformers_complete, model, tokenizer))
+        return Backend("transformers", version, functools.partial(transformers_complete, model, tokenizer), **choose)
     engine, lora = load_vllm(base, adapter)
-    return Backend("vllm", version, functools.partial(vllm_complete, engine, lora))
+    return Backend("vllm", version, functools.partial(vllm_complete, engine, lora), **choose)
+
+
+def load_scorer(cfg: Config) -> Callable[[list[str], list[str]], np.ndarray] | None:
+    """The reward-model champion as a scorer of (prompt, message) pairs; None when there is no champion (or only
+    one candidate, which needs no choosing)."""
+    reward_dir = champion_adapter(cfg, "reward")
+    if reward_dir is None or cfg.best_of_n == 1:
+        return None
+    from retention.rlhf.reward import load_reward  # peft and the RLHF stack load only when there is a champion
+
+    model, tokenizer = load_reward(reward_dir, cfg.artifacts, cfg.base_model)
+    log.info("best-of-%d: candidates scored by the reward model %s", cfg.best_of_n, reward_dir)
+    return functools.partial(reward_scores, model, tokenizer)
+
+
+def reward_scores(model, tokenizer, prompts: list[str], texts: list[str]) -> np.ndarray:
+    """Reward of each message for its prompt, rendered as the reward model was trained (one user turn)."""
+    from retention.rlhf.reward import score
+
+    chats = [[{"role": "user", "content": p}] for p in prompts]
+    return score(model, tokenizer, chats, texts, batch_size=BATCH_SIZE).numpy()
 
 
 def chat_text(tokenizer, prompt: str) -> str:
@@ -215,27 +250,52 @@ def vllm_complete(engine, adapter: Path | None, prompts: list[str], seeds: np.nd
     return [one_line(o.outputs[0].text) if o.outputs and o.finished else None for o in outputs]
 
 
-# the retry loop
+# best-of-n, with a second round for contacts none of whose candidates passed
 
 
 def llm_messages(rows: pd.DataFrame, ds: str, backend: Backend, batch: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(message, generator) of the contacted `rows`: a second attempt, with a new seed, where the first would be
-    rejected by the shield (checked against the whole `batch`); "<backend>_retry" marks what the retry produced.
+    """(message, generator) of the contacted `rows`: per contact the best of `backend.best_of_n` candidates the
+    shield would accept (checked against the whole `batch`); a contact with none gets a second round with new
+    seeds, and "<backend>_retry" marks what that round produced.
 
-    Rows that fail twice keep their last text (null after an error) for the shield to replace by the template.
+    Rows that fail both rounds keep their last first candidate (null after an error) for the shield to replace by
+    the template.
     """
-    prompts = [build_prompt(row, pct) for row, pct in zip(rows.to_dict("records"), rows["offer_pct"])]
+    prompts = [build_prompt(row, pct, backend.brand) for row, pct in zip(rows.to_dict("records"), rows["offer_pct"])]
     message = pd.Series(pd.NA, index=rows.index, dtype="str")
     generator = pd.Series(backend.name, index=rows.index, dtype="str")
     todo = np.arange(len(rows))
     for attempt in range(ATTEMPTS):
         if not todo.size:
             break
-        seeds = row_seeds(rows["customer_id"].iloc[todo], ds, attempt)
-        text = pd.Series(backend.complete([prompts[i] for i in todo], seeds), dtype="str")
-        message.iloc[todo] = text.to_numpy()
+        text, passed = best_of_n(rows.iloc[todo], [prompts[i] for i in todo], ds, attempt, backend, batch)
+        message.iloc[todo] = text
         generator.iloc[todo] = backend.name if attempt == 0 else f"{backend.name}_retry"
-        todo = todo[~shield.acceptable(rows.iloc[todo], text, batch)]
-        log.info("%s attempt %d: %d of %d messages need another try", backend.name, attempt + 1, len(todo), len(rows))
+        todo = todo[~passed]
+        log.info("%s round %d: %d of %d contacts need another round", backend.name, attempt + 1, len(todo), len(rows))
     return message, generator
+
+
+def best_of_n(rows: pd.DataFrame, prompts: list[str], ds: str, attempt: int, backend: Backend,
+              batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(text, passed) per row: the best passing of n candidates (their first where none passes), and whether
+    one passed. Candidate k of round a is sampled with seed index a * n + k: with n = 1, one seed per round."""
+    n, m = backend.best_of_n, len(rows)
+    seeds = np.concatenate([row_seeds(rows["customer_id"], ds, attempt * n + k) for k in range(n)])
+    text = np.array(backend.complete(prompts * n, seeds), dtype=object).reshape(n, m)  # (n, m), candidate-major
+    repeated = rows.iloc[np.tile(np.arange(m), n)].reset_index(drop=True)
+    ok = shield.acceptable(repeated, pd.Series(text.ravel(), dtype="str"), batch, backend.brand,
+                           backend.language).reshape(n, m)
+    score = np.where(ok, 0.0, -np.inf)  # without a reward model: the first passing candidate (argmax takes the first)
+    if backend.score is not None and ok.any():
+        k, j = np.nonzero(ok)
+        score[k, j] = backend.score([prompts[i] for i in j], text[k, j].tolist())
+    chosen = score.argmax(axis=0)  # (m,); 0 where none passed
+    passed = ok.any(axis=0)
+    picked = score[chosen, np.arange(m)][passed]
+    log.info("best-of-%d round %d: %d of %d candidates passed the shield, %d of %d contacts have one; chosen %s",
+             n, attempt + 1, ok.sum(), n * m, passed.sum(), m,
+             f"reward mean {picked.mean():.3f} (min {picked.min():.3f}, max {picked.max():.3f})"
+             if backend.score is not None and passed.any() else "the first passing")
+    return text[chosen, np.arange(m)], passed
 

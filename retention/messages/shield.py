@@ -1,6 +1,8 @@
 """The shield: each contacted row's message checked, repaired where it can be, else replaced by the safe template.
 
-Rules are data (BANNED, CONTENT, LINK, PHONE, INJECTION, the length bounds, ALLOWED_LINKS and ALLOWED_PHONES).
+Rules are data (BANNED, CONTENT, LINK, PHONE, INJECTION, the length bounds, ALLOWED_LINKS and ALLOWED_PHONES), plus
+the grounding check of `grounding.py` (numbers, dates, proper nouns, second offers and language against the facts,
+the brand and the language of the config).
 Every row records in shield_checks what each check found and what was done: action none (sent as written),
 repaired (trimmed), or template (replaced by the deterministic template, and `generator` set to template_fallback).
 Customer fields never reach a message unneutralised: `generate.clean_name` runs before any backend, and the checks
@@ -18,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from retention.config import Config
+from retention.messages.grounding import GROUNDING, MARK, grounding_failures
 from retention.messages.template import CHECK_IN, DISCOUNT, OPENINGS, pct_texts, template_messages
 from retention.messages.prompt import FALLBACK_NAME, clean_name
 
@@ -67,11 +70,8 @@ NAME_CHUNK = 2000
 messages, so a day whose names are first names (hundreds to tens of thousands) takes one to a few passes."""
 OWN_NAME_GROUP = 64
 """Rows sharing a name from which one replace call per name beats a Python loop over them."""
-MARK = "\x00"
-"""Stands in for the row's own name while other customers' names are looked for (a control character: no
-message that holds one passes the content check anyway)."""
 
-CHECKS = ("banned", "content", "contact", "injection", "others", "length", "name", "offer")
+CHECKS = ("banned", "content", "contact", "injection", "others", "length", "name", "offer", *GROUNDING)
 OUTCOMES = {**{check: ("pass", "fail") for check in CHECKS}, "length": ("pass", "trimmed", "fail"),
             "action": ("none", "repaired", "template")}
 """What shield_checks may record for each check, and the action taken."""
@@ -131,20 +131,21 @@ def has_name(text, names) -> np.ndarray:
     return _name_checks(_arrow(text), _arrow(names))[0]
 
 
-def has_other_name(text, names, batch_names: Iterable[str]) -> np.ndarray:
+def has_other_name(text, names, batch_names: Iterable[str], brand: str = Config.brand_name) -> np.ndarray:
     """True where the text, its own name taken out, holds another batch customer's name as whole words."""
-    return _name_checks(_arrow(text), _arrow(names), batch_names)[1]
+    return _name_checks(_arrow(text), _arrow(names), batch_names, brand)[1]
 
 
-def _other_names(masked: pa.Array, batch_names: Iterable[str]) -> np.ndarray:
+def _other_names(masked: pa.Array, batch_names: Iterable[str], brand: str) -> np.ndarray:
     """True where the masked text holds one of the batch names as whole words (case-sensitive).
 
-    Names made only of template words ("Dear", "Welcome") and one-letter names are left out: the template
-    itself could not be sent otherwise. RE2 finds the rows holding any name as a plain substring, NAME_CHUNK
+    Names made only of template or brand words ("Dear", "Welcome", "Mobile") and one-letter names are left out:
+    the template itself could not be sent otherwise. RE2 finds the rows holding any name as a plain substring, NAME_CHUNK
     names a pass (an alternation with word edges around it blows up RE2's automaton, one without stays
     linear); the few rows it finds are then read word by word.
     """
-    others = {n for n in batch_names if len(n) > 1 and n != FALLBACK_NAME and not set(n.split()) <= TEMPLATE_WORDS}
+    ours = TEMPLATE_WORDS | set(brand.split())
+    others = {n for n in batch_names if len(n) > 1 and n != FALLBACK_NAME and not set(n.split()) <= ours}
     names = sorted(others)
     maybe = np.zeros(len(masked), dtype=bool)
     for start in range(0, len(names), NAME_CHUNK):
@@ -217,8 +218,11 @@ def _matches(s, pattern: str) -> np.ndarray:
     return pc.match_substring_regex(_arrow(s), pattern).fill_null(False).to_numpy(zero_copy_only=False).copy()
 
 
-def _name_checks(text: pa.Array, names: pa.Array, batch_names: Iterable[str] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(own, other): each row's name found as a whole word in its text, and another batch name found there.
+def _name_checks(text: pa.Array, names: pa.Array, batch_names: Iterable[str] = (), brand: str = Config.brand_name
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, list[str]]]:
+    """(own, other, (codes, distinct)): each row's name found as a whole word in its text, another batch name
+    found there, and the text with its own name as MARK, dictionary-encoded (a few hundred distinct texts for
+    the template's million: what the grounding check reads).
 
     No string kernel takes a different needle per row, so the rows are sorted by name and each name's slice gets
     one literal replace of the name by MARK (first names repeat: a few hundred calls for a million rows); rows
@@ -241,8 +245,11 @@ def _name_checks(text: pa.Array, names: pa.Array, batch_names: Iterable[str] = (
     marked = _put(marked, [(redo, pa.array(blanked, type=pa.large_string()))])
     own, other = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
     own[order] = _matches(marked, rf"(?:^|[^\pL\pN_{MARK}]){MARK}(?:[^\pL\pN_{MARK}]|$)")
-    other[order] = _other_names(marked, batch_names)
-    return own, other
+    other[order] = _other_names(marked, batch_names, brand)
+    encoded = pc.dictionary_encode(marked)
+    codes = np.empty(len(order), dtype=np.int64)
+    codes[order] = encoded.indices.to_numpy(zero_copy_only=False)
+    return own, other, (codes, encoded.dictionary.to_pylist())
 
 
 def _put(arr: pa.Array, pieces: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
@@ -273,16 +280,20 @@ def _word(char: str) -> bool:
 # the checks together
 
 
-def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame) -> tuple[dict[str, np.ndarray], pa.Array]:
+def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame, brand: str = Config.brand_name,
+             language: str = Config.language) -> tuple[dict[str, np.ndarray], pa.Array]:
     """(codes, repaired): each check's outcome code per row (OUTCOMES) with the action, and the text after repairs.
 
-    `batch` is the day's whole plan: no message may name another of its customers or hold one of its ids.
+    `batch` is the day's whole plan: no message may name another of its customers or hold one of its ids. The
+    grounding facts are the rows' offer_pct and, where the rows hold them, tenure_months and monthly_charges.
     """
     text = _arrow(text).fill_null("")  # a failed generation: "", which fails length, name and offer
     names = _arrow(clean_name(rows["name"]))
-    expected = pct_texts(rows["offer_pct"].to_numpy(dtype=np.float64))
+    pct = rows["offer_pct"].to_numpy(dtype=np.float64)
+    facts = (pct, _fact(rows, "tenure_months"), _fact(rows, "monthly_charges"))
+    expected = pct_texts(pct)
     length = pc.utf8_length(text).to_numpy()
-    own, other = _name_checks(text, names, clean_name(batch["name"]).unique())
+    own, other, marked = _name_checks(text, names, clean_name(batch["name"]).unique(), brand)
     ok = {check: np.ones(len(rows), dtype=bool) for check in CHECKS}
     # the content rules, on the few rows one of them might reject
     sus = np.flatnonzero(_matches(text, _SUSPECT_RE))
@@ -294,14 +305,19 @@ def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame) -> tuple[dict[str, n
     ok["others"] = ~(other | has_customer_id(text, batch["customer_id"]))
     ok["length"] = (length >= MIN_CHARS) & (length <= MAX_CHARS)
     ok["name"], ok["offer"] = own, offer_ok(text, expected)
+    # the grounding rules, on the text with the row's own name and the brand masked
+    for kind, failed in _grounding(marked, brand, facts, language).items():
+        ok[kind] = ~failed
     keep = np.logical_and.reduce(list(ok.values()))
 
     # repair: trim over-long text that passes everything else, if the name and offer survive the cut
     rest = np.logical_and.reduce([v for k, v in ok.items() if k != "length"])
     long = np.flatnonzero(rest & (length > MAX_CHARS))
     cut = _arrow(trim(pd.Series(text.take(long), dtype="str")))
-    fits = ((pc.utf8_length(cut).to_numpy() >= MIN_CHARS) & has_name(cut, names.take(long))
-            & offer_ok(cut, expected[long]))  # the cut is at most MAX_CHARS long
+    own_cut, _, marked_cut = _name_checks(cut, names.take(long), (), brand)
+    grounded = ~np.logical_or.reduce(list(_grounding(marked_cut, brand, [f[long] for f in facts], language).values()))
+    fits = ((pc.utf8_length(cut).to_numpy() >= MIN_CHARS) & own_cut & offer_ok(cut, expected[long])
+            & grounded)  # the cut is at most MAX_CHARS long; a cut "12 months" may leave a bare "12"
     repaired = np.zeros(len(rows), dtype=bool)
     repaired[long[fits]] = True
     text = _put(text, [(long[fits], cut.filter(fits))])
@@ -312,9 +328,22 @@ def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame) -> tuple[dict[str, n
     return codes, text
 
 
-def acceptable(rows: pd.DataFrame, text: pd.Series, batch: pd.DataFrame) -> np.ndarray:
+def acceptable(rows: pd.DataFrame, text: pd.Series, batch: pd.DataFrame, brand: str = Config.brand_name,
+               language: str = Config.language) -> np.ndarray:
     """True where the shield would send the text as written or repaired (the generators retry the rest)."""
-    return evaluate(rows, text, batch)[0]["action"] != TEMPLATE
+    return evaluate(rows, text, batch, brand, language)[0]["action"] != TEMPLATE
+
+
+def _grounding(marked: tuple[np.ndarray, list[str]], brand: str, facts, language: str) -> dict[str, np.ndarray]:
+    """grounding_failures of the dictionary-encoded texts whose own name is MARK."""
+    return grounding_failures(*marked, *facts, brand, language)
+
+
+def _fact(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """A numeric prompt field per row (NaN where absent or not a number: the prompt then gave no such fact)."""
+    if column not in rows:
+        return np.full(len(rows), np.nan)
+    return pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 # the stage
@@ -323,14 +352,14 @@ def acceptable(rows: pd.DataFrame, text: pd.Series, batch: pd.DataFrame) -> np.n
 def shield(plan: pd.DataFrame, cfg: Config, ds: str) -> pd.DataFrame:
     """The plan of day `ds` with each contacted message checked and repaired or replaced, plus shield_checks (JSON).
 
-    A replaced row's generator becomes template_fallback. `cfg` keeps the stage signature of the daily DAG; the
-    rules themselves are this module's data.
+    A replaced row's generator becomes template_fallback. `cfg` gives the brand and language; the rules
+    themselves are this module's data.
     """
     contact = plan["contact"].to_numpy(dtype=bool)
     rows = plan.loc[contact]
-    codes, text = evaluate(rows, rows["message"], plan)
+    codes, text = evaluate(rows, rows["message"], plan, cfg.brand_name, cfg.language)
     replace = codes["action"] == TEMPLATE
-    text = _put(text, [(np.flatnonzero(replace), _arrow(template_messages(rows.loc[replace], ds)))])
+    text = _put(text, [(np.flatnonzero(replace), _arrow(template_messages(rows.loc[replace], ds, cfg.brand_name)))])
     generator = plan["generator"].mask(_spread_bool(replace, contact), "template_fallback")
     return plan.assign(message=_spread(text, contact, plan.index), generator=generator,
                        shield_checks=_spread(_checks_json(codes), contact, plan.index))

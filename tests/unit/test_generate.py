@@ -8,7 +8,7 @@ import pytest
 
 from retention.config import Config
 from retention.config import CHANNELS
-from retention.messages.template import CHECK_IN, DISCOUNT, OPENINGS, template_messages
+from retention.messages.template import BRAND_MAX, CHECK_IN, DISCOUNT, OPENINGS, template_messages
 from retention.messages.prompt import FALLBACK_NAME, NAME_MAX, build_prompt, clean_field, clean_name, format_pct
 from retention.messages.generate import generate
 from retention.messages.shield import has_banned, has_name, offer_ok
@@ -92,8 +92,21 @@ def test_templates_deterministic_and_vary_by_day():
 def test_template_exact():
     rows = _rows(["Kim"], [2], ["sms"])
     assert template_messages(rows, "2025-03-09").tolist() == [
-        "Kim, thanks for choosing us. Enjoy 10% off your plan for the next 12 months. "
+        "Kim, thanks for choosing Northwind Mobile. Enjoy 10% off your plan for the next 12 months. "
         "Let us know and we will apply it."]
+    assert template_messages(rows, "2025-03-09", brand="Acme Tel").tolist() == [
+        "Kim, thanks for choosing Acme Tel. Enjoy 10% off your plan for the next 12 months. "
+        "Let us know and we will apply it."]
+
+
+def test_brand_fits_every_wording_or_is_refused():
+    n = 4000
+    rows = _rows(["x" * NAME_MAX] * n, np.arange(n) % 4, np.array(CHANNELS * (n // 4)))
+    text = template_messages(rows, "2025-03-09", brand="B" * BRAND_MAX)
+    assert text.str.len().between(50, 200).all() and text.str.contains("B" * BRAND_MAX).any()
+    for brand in ("", "B" * (BRAND_MAX + 1), " Acme"):
+        with pytest.raises(ValueError, match="brand_name"):
+            template_messages(rows, "2025-03-09", brand=brand)
 
 
 def test_template_unknown_channel_names_the_customer():
@@ -139,6 +152,7 @@ def test_prompt_quotes_customer_fields_as_data():
                                   "reason_codes": ["contract", "tenure_months"]}
     assert "exactly 10% off" in prompt and "90%" not in prompt and "7590-VHVEG" not in prompt
     assert "no percentage" in build_prompt(row, 0.0)
+    assert "from Northwind Mobile" in prompt and "from Acme Tel" in build_prompt(row, 0.10, brand="Acme Tel")
     assert '"name": "José"' in build_prompt(row | {"name": "José"}, 0.10)  # shown as written, not as \\u00e9
 
 

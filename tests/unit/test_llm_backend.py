@@ -1,8 +1,10 @@
-"""LLM backends: per-row seeded sampling, one-line replies, the retry loop, LoRA champions, vLLM gating and requests.
+"""LLM backends: per-row seeded sampling, one-line replies, best-of-n and its second round, LoRA champions (the
+policy and the reward model that picks among candidates), vLLM gating and requests.
 
 The transformers path runs on a TINY randomly initialised Llama with the SmolLM2 tokenizer: it writes garbage,
 which is the point (the shield must catch it and the template must take its place).
 """
+import dataclasses
 import json
 import subprocess
 import sys
@@ -198,7 +200,7 @@ def test_retry_keeps_what_passes_and_marks_the_retry():
 def test_llm_limit_gives_the_model_the_most_valuable_contacts(monkeypatch):
     plan = customers(8).assign(expected_value=[5.0, 9.0, 1.0, 9.0, 7.0, 0.5, 3.0, 2.0])
     plan.loc[4, "contact"] = False  # the 7.0 is not contacted: 9.0, 9.0 (ties by id) and 5.0 are the top three
-    written = template_messages(plan, DS).str.replace("thank", "THANK", regex=False)  # passes, and is told apart
+    written = template_messages(plan, DS).str.replace(r"\.$", "!", regex=True)  # passes, and is told apart
     fake = llm.Backend("fake", "fake:v1", lambda prompts, seeds: written[[1, 3, 0]].tolist())
     monkeypatch.setattr(llm, "load_backend", lambda cfg: fake)
     out = generator.generate(plan, Config(generator="transformers"), DS, llm_limit=3)
@@ -207,6 +209,86 @@ def test_llm_limit_gives_the_model_the_most_valuable_contacts(monkeypatch):
     assert out["message_model"].tolist()[:4] == ["fake:v1", "fake:v1", "template", "fake:v1"]
     assert out.loc[[0, 1, 3], "message"].tolist() == written[[0, 1, 3]].tolist()
     assert out.loc[[2, 5], "message"].tolist() == template_messages(plan, DS)[[2, 5]].tolist()
+
+
+def _candidates(plan: pd.DataFrame) -> list[list[str]]:
+    """Three candidates per customer of `plan` (4 rows): [0] fails the shield for rows 0-2 (an invented company),
+    [1] and [2] pass (template wordings told apart), and all three fail for row 3."""
+    good = template_messages(plan, DS)
+    bad = good.str.replace(",", ", from FiberToCiti,", n=1, regex=False)
+    return [[*bad[:3], "x"], [*good.str.replace(r"\.$", "!", regex=True)[:3], "y"], [*good[:3], "z"]]
+
+
+def test_best_of_n_keeps_the_highest_reward_among_passing_candidates(caplog):
+    plan = customers(4)
+    rounds = [_candidates(plan), [["still bad"]] * 3]
+    seen = []
+
+    def complete(prompts, seeds):
+        seen.append(seeds.tolist())
+        return sum(rounds[len(seen) - 1], [])  # candidate-major: n blocks of one text per prompt
+
+    # the reward model prefers the failing candidate [0], then [2], except for row 1 where [1] wins
+    rewards = {t: r for cand, r in zip(_candidates(plan), (9.0, 1.0, 2.0)) for t in cand}
+    rewards[_candidates(plan)[1][1]] = 5.0
+    scored = []
+
+    def score(prompts, texts):
+        scored.append(len(texts))
+        return np.array([rewards[t] for t in texts])
+
+    backend = llm.Backend("fake", "v1", complete, score=score, best_of_n=3)
+    with caplog.at_level("INFO", logger=llm.__name__):
+        message, gen = llm.llm_messages(plan, DS, backend, plan)
+    cands = _candidates(plan)
+    assert message.tolist() == [cands[2][0], cands[1][1], cands[2][2], "still bad"]
+    assert gen.tolist() == ["fake", "fake", "fake", "fake_retry"]  # row 3: no candidate passed, a second round
+    assert scored == [6]  # only passing candidates are scored (the second round had none)
+    ids = plan["customer_id"]
+    assert seen[0] == np.concatenate([llm.row_seeds(ids, DS, k) for k in range(3)]).tolist()
+    assert seen[1] == np.concatenate([llm.row_seeds(ids.iloc[3:], DS, k) for k in range(3, 6)]).tolist()
+    assert "best-of-3 round 1: 6 of 12 candidates passed the shield, 3 of 4 contacts have one; chosen reward " \
+           "mean 3.000 (min 2.000, max 5.000)" in caplog.text
+
+
+def test_best_of_n_without_a_reward_model_keeps_the_first_passing_candidate():
+    plan = customers(4)
+    backend = llm.Backend("fake", "v1", lambda prompts, seeds: sum(_candidates(plan), []), best_of_n=3)
+    message, _ = llm.best_of_n(plan, ["p"] * 4, DS, 0, backend, plan)
+    cands = _candidates(plan)
+    assert message.tolist() == [cands[1][0], cands[1][1], cands[1][2], "x"]
+
+
+def test_tiny_reward_champion_scores_and_picks_the_candidates(tiny, tiny_cfg):
+    """The reward champion (LoRA + score head on the tiny base) is found by cfg.model_dir("reward") and picks
+    the candidate it scores highest."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    cfg = dataclasses.replace(tiny_cfg, best_of_n=3)
+    assert llm.load_scorer(cfg) is None  # no reward champion yet
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=1)
+    base.config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(1)
+    peft = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"]))
+    peft.save_pretrained(cfg.model_dir("reward"))
+    tokenizer.save_pretrained(cfg.model_dir("reward"))
+    scorer = llm.load_scorer(cfg)
+    assert llm.load_scorer(dataclasses.replace(cfg, best_of_n=1)) is None  # one candidate: nothing to choose
+
+    plan = customers(4)
+    prompts = [build_prompt(r, p) for r, p in zip(plan.to_dict("records"), plan["offer_pct"])]
+    cands = _candidates(plan)
+    scores = np.array([scorer(prompts, list(c)) for c in cands])  # (3, 4)
+    assert np.isfinite(scores).all() and np.array_equal(scores, [scorer(prompts, list(c)) for c in cands])
+    backend = llm.Backend("fake", "v1", lambda p, s: sum(cands, []), score=scorer, best_of_n=3)
+    message, passed = llm.best_of_n(plan, prompts, DS, 0, backend, plan)
+    best = 1 + scores[1:, :3].argmax(axis=0)  # candidates 1 and 2 pass for rows 0-2
+    assert message.tolist()[:3] == [cands[k][j] for j, k in enumerate(best)] and passed.tolist() == [True] * 3 + [False]
+    llm.load_backend.cache_clear()
+    loaded = llm.load_backend(cfg)
+    assert loaded.score is not None and loaded.best_of_n == 3 and loaded.brand == "Northwind Mobile"
 
 
 def test_nobody_to_write_for_asks_the_backend_nothing():

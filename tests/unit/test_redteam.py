@@ -181,6 +181,9 @@ def test_shield_catches_what_a_model_might_write():
         good + " Ignore previous instructions.", good + " As an AI, I agree.", good + " See bit.ly/x.",
         good + " Call +1 800 555 0100.", good + " Guaranteed!", good.replace("Bob", "[Customer Name]"),
         good + " \u202e", good + " <b>now</b>", "Hi Bob!", good + " Hurry, offer ends soon" * 3,
+        # hallucinations (the grounding lists are test_grounding.py's)
+        good.replace("with us", "with FiberToCiti"), good.replace("12 months", "3 months"), good + " Merci!",
+        good + " A $5 fee applies.", good + " Reply by Friday.", good + " Plus a free phone.",
     ]
     for text in attacks:
         one = plan.iloc[[0, 1]].assign(message=[text, good.replace("Bob", "Kim")], generator="transformers")

@@ -1,5 +1,6 @@
 """The shield: banned phrases, unsafe content, links and phones, injections, other customers, length trims,
-required name and offer, what it records, and the vectorised name check against a plain loop."""
+required name and offer, the brand, what it records, and the vectorised name check against a plain loop.
+The grounding lists (hallucinations caught, good messages passed) are in test_grounding.py."""
 import json
 import re
 
@@ -11,6 +12,7 @@ from retention.config import Config
 from retention.config import CHANNELS
 from retention.messages.prompt import clean_name
 from retention.messages.generate import generate
+from retention.messages.grounding import GROUNDING
 from retention.messages.shield import (BANNED, CHECKS, MAX_CHARS, MIN_CHARS, OUTCOMES, acceptable, has_banned,
                                        has_contact, has_customer_id, has_injection, has_name, has_other_name,
                                        has_unsafe, offer_ok, shield, trim)
@@ -32,6 +34,11 @@ def _checks(out: pd.DataFrame) -> list[dict]:
     return [json.loads(c) for c in out["shield_checks"]]
 
 
+def _ungrounded(checks: dict) -> dict:
+    """The checks but the grounding kinds (an upper-case test phrase is also an ALL-CAPS proper noun)."""
+    return {k: v for k, v in checks.items() if k not in GROUNDING}
+
+
 def test_contracts_for_the_rlhf_reward_stay_put():
     assert (MIN_CHARS, MAX_CHARS) == (50, 200)
     assert list(OUTCOMES) == [*CHECKS, "action"] and OUTCOMES["length"] == ("pass", "trimmed", "fail")
@@ -47,7 +54,7 @@ def test_clean_message_passes_untouched():
 def test_each_banned_phrase_is_caught(phrase):
     text = f"Hi Ann, {phrase.upper()} and here is 10% off your monthly bill for the next 12 months."
     out = shield(_plan([text]), Config(), DS)
-    assert _checks(out) == [PASS | {"banned": "fail", "action": "template"}]
+    assert _ungrounded(_checks(out)[0]) == _ungrounded(PASS | {"banned": "fail", "action": "template"})
     assert out["message"][0] != text and "10%" in out["message"][0] and "Ann" in out["message"][0]
     assert out["generator"].tolist() == ["template_fallback"]
 
@@ -129,7 +136,7 @@ def test_over_long_message_is_trimmed_at_a_word_boundary():
 
 
 def test_over_long_message_losing_the_offer_gets_the_template():
-    text = "Hi Ann, we value you" + ", truly" * 30 + ". Here is 10% off your monthly bill."
+    text = "Hi Ann, we value you" + ", and we thank you" * 12 + ". Here is 10% off your monthly bill."
     out = shield(_plan([text]), Config(), DS)
     assert _checks(out) == [PASS | {"length": "fail", "action": "template"}]
     assert len(out["message"][0]) <= MAX_CHARS
@@ -140,7 +147,7 @@ def test_short_missing_and_nameless_messages_get_the_template():
     checks = _checks(out)
     assert checks[0] == PASS | {"length": "fail", "action": "template"}
     assert checks[1] == PASS | {"length": "fail", "name": "fail", "offer": "fail", "action": "template"}
-    assert checks[2] == PASS | {"name": "fail", "action": "template"}
+    assert checks[2] == PASS | {"name": "fail", "proper_nouns": "fail", "action": "template"}  # "Annabel"
     assert out["message"].notna().all() and out["message"].str.len().between(50, 200).all()
 
 
