@@ -95,10 +95,11 @@ _NUM = rf"\d[\d,]*(?:\.\d+)?|(?:{'|'.join(_TENS)})-(?:one|{'|'.join(list(_UNITS)
 # a duration is the offer term when a preposition leads it ("for the next 12 months") or a word of the offer
 # follows it ("a 12-month discount"); "$80 a month" is a rate, not a duration
 _FOR = re.compile(r"(?i)\b(?:for|over|during|throughout|across)\s+(?:the\s+|a\s+)?"
-                  r"(?P<next>next\s+|coming\s+|following\s+|first\s+)?(?:full\s+|whole\s+)?$")
+                  r"(?:(?:next|coming|following|first)\s+)?(?:full\s+|whole\s+)?$")
+_NEXT = re.compile(r"(?i)\b(?:next|coming|following|first)\s+(?:full\s+|whole\s+)?$")
 _AFTER = re.compile(r"(?i)[\s-]*(?:long\s+)?(?:of\s+)?"
                     r"(?:discounts?|offers?|deals?|savings?|reductions?|promotions?|terms?|price|programs?|programmes?|"
-                    r"periods?|plans?)\b")
+                    r"periods?|plans?|off)\b")
 _DURATION = re.compile(rf"(?i)\b(?P<num>{_NUM})[\s-]+(?:full\s+|whole\s+)?(?P<unit>days?|weeks?|months?|years?|yrs?)\b")
 _NEXT_YEAR = re.compile(r"(?i)\b(?:for|over)\s+the\s+(?:next|coming|following)\s+(?P<unit>year|month)\b")
 _NUMBER_WORDS = re.compile(rf"(?i)\b(?:{_NUMBER_WORD})\b")
@@ -142,13 +143,13 @@ def read_claims(text: str, language: str = "en") -> Claims:
         failed.add("language")
     if _SECOND.search(text):
         failed.add("second_offer")
-    if _proper_nouns(text):
+    if _proper_nouns(text, STOP_WORDS[language]):
         failed.add("proper_nouns")
     rest = _PERCENT.sub(" ", text)  # the percentage is the offer rule's
     dates = [m for m in _MONTH.finditer(rest) if not _starts_sentence(rest, m.start()) or _number_near(rest, m)]
     if dates or _DATES.search(rest):
         failed.add("dates")
-    rest = _DATES.sub(" ", rest)
+        rest = _DATES.sub(" ", rest)  # counted once, as a date
     term, term_or_tenure, facts, wrong = _numbers(rest)
     if wrong:
         failed.add("numbers")
@@ -195,15 +196,17 @@ def _in_language(text: str, language: str) -> bool:
     words = [w.lower() for w in _LETTERS.findall(text)]
     if not FOREIGN_WORDS.isdisjoint(words):
         return False
-    return len(words) < MIN_WORDS or np.mean([w in STOP_WORDS[language] for w in words]) >= MIN_STOP_SHARE
+    return len(words) < MIN_WORDS or sum(w in STOP_WORDS[language] for w in words) >= MIN_STOP_SHARE * len(words)
 
 
-def _proper_nouns(text: str) -> list[str]:
-    """Capitalised words inside a sentence, CamelCase and ALL-CAPS words, none of them ordinary or a date."""
+def _proper_nouns(text: str, function_words: frozenset[str]) -> list[str]:
+    """Capitalised words inside a sentence, CamelCase and ALL-CAPS words, none of them ordinary ("The", "Your" in
+    a sign-off), or a date."""
     found = []
     for m in _LETTERS.finditer(text):
         word = m.group()
-        if word in ALLOWED_CAPS or word.lower().rstrip(".") in MONTHS or word.lower() in WEEKDAYS:
+        lower = word.lower()
+        if word in ALLOWED_CAPS or lower in function_words or lower in MONTHS or lower in WEEKDAYS:
             continue
         inner = any(c.isupper() for c in word[1:])
         if inner or (word[0].isupper() and not _starts_sentence(text, m.start())):
@@ -224,15 +227,17 @@ def _numbers(text: str) -> tuple[bool, bool, list[tuple[str, float]], bool]:
     """(term stated, term or tenure stated, fact-dependent claims, a number no fact can support) of a text without
     percentages and dates."""
     facts, wrong, term, term_or_tenure = [], bool(_CURRENCY_ANY.search(text)), False, False
-    for m in _AMOUNT.finditer(text):
+    amounts = list(_AMOUNT.finditer(text))
+    for m in amounts:
         if (m["sym"] or CURRENCY) == CURRENCY and (m["word"] or CURRENCY_WORDS[0]).lower() in CURRENCY_WORDS:
             facts.append(("amount", float((m["num"] or m["num2"]).replace(",", ""))))
-    text = _AMOUNT.sub(" ", text)
+    text = _AMOUNT.sub(" ", text) if amounts else text
     durations = [(m["unit"], 1.0, True, True) for m in _NEXT_YEAR.finditer(text)]
-    text = _NEXT_YEAR.sub(" ", text)
-    for m in _DURATION.finditer(text):
+    text = _NEXT_YEAR.sub(" ", text) if durations else text
+    spans = list(_DURATION.finditer(text))
+    for m in spans:
         lead = _FOR.search(text, max(0, m.start() - 40), m.start())
-        future = bool(lead and lead["next"]) or bool(_AFTER.match(text, m.end()))  # no tenure: "the next 7 months"
+        future = bool(_NEXT.search(text, max(0, m.start() - 20), m.start()) or _AFTER.match(text, m.end()))
         if lead or future or m["num"].lower() not in ("a", "an", "half a"):
             durations.append((m["unit"], _value(m["num"]), bool(lead) or future, future))
     for unit, number, in_term, future in durations:
@@ -243,7 +248,7 @@ def _numbers(text: str) -> tuple[bool, bool, list[tuple[str, float]], bool]:
             term, term_or_tenure = term or future, term_or_tenure or not future
         else:
             facts.append(("months", months))
-    text = _DURATION.sub(" ", text)
+    text = _DURATION.sub(" ", text) if spans else text
     facts += [("number", float(d.replace(",", ""))) for d in _DIGITS.findall(text)]
     facts += [("number", _value(w)) for w in _NUMBER_WORDS.findall(text)]
     return term, term_or_tenure, facts, wrong

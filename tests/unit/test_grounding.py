@@ -52,6 +52,7 @@ HALLUCINATED = [
     ("Hi Irina, after 36 months with us you deserve 15% off your monthly bill for the next 12 months.", "numbers"),
     ("Hi Irina, enjoy 15% off your monthly bill for the next 12 months. Your next bill is due in 10 days.",
      "numbers"),
+    ("Hi Irina, enjoy 15% off your monthly bill in the coming 7 months. Thank you for being with us.", "numbers"),
     # invented amounts and fees, other currencies
     ("Hi Irina, enjoy 15% off your monthly bill for the next 12 months. A $5 activation fee applies.", "numbers"),
     ("Hi Irina, enjoy 15% off your monthly bill for the next 12 months. A small service fee applies.",
@@ -147,6 +148,8 @@ GOOD = [
     "Hi Irina, thank you for being with us. Your Northwind Mobile team is taking 15% off your bill for 12 months.",
     "Hi Irina, we hope your DSL service is going well. Enjoy 15% off your monthly bill for the next 12 months.",
     "Hi Irina, thanks for being with us. Here is 15% off for the next 12 months, so your $80 bill becomes $68.",
+    "Hi Irina, enjoy 15% off your next 12 months with us. Best, The Northwind Mobile Team",
+    "Hi Irina, here are 12 months of 15% off your monthly bill. Thanks, your Northwind Mobile team",
 ]
 """Good messages with the 15 % offer: the brand, her tenure, her charges and the offer's share of them."""
 
