@@ -52,10 +52,11 @@ RELATIVE_DATES = (r"tomorrow", r"tonight", r"yesterday", r"weekend", r"midnight"
                   r"(?:19|20)\d\d")
 """Relative dates, holidays, times, ordinals, numeric dates and years (any case, whole words)."""
 
-SECOND_OFFER = (r"(?<!feel )free(?! to\b)", r"bonus", r"extras?", r"cash ?back", r"rebates?", r"vouchers?",
-                r"coupons?", r"gift ?cards?", r"waive[ds]?", r"complimentary", r"refund(?:s|ed)?",
-                r"credits?(?! card)", r"points", r"rewards (?:program|points|card)", r"loyalty (?:points|program|bonus)",
-                r"prizes?", r"trials?", r"upgrade[sd]?",
+SECOND_OFFER = (r"(?<!feel )free(?! to\b)", r"bonus",
+                r"extra (?:data|months?|discounts?|savings|minutes|gb|lines?|perks?)", r"cash ?back", r"rebates?",
+                r"vouchers?", r"coupons?", r"gift ?cards?", r"waive[ds]?", r"complimentary", r"refund(?:s|ed)?",
+                r"credits?(?! card)", r"points", r"rewards (?:program|points|card)",
+                r"loyalty (?:points|program|bonus)", r"prizes?", r"trials?", r"upgrade[sd]?",
                 r"half (?:price|off|the price)", r"bogo", r"buy one", r"two for one", r"double (?:data|the)",
                 r"unlimited", r"another (?:discount|offer|deal|month|year)",
                 r"additional (?:discounts?|offers?|savings|months?|data|perks?|lines?|credit)",
@@ -264,5 +265,5 @@ def _value(word: str) -> float:
     if word == "half a":
         return 0.5
     tens, _, unit = word.partition("-")
-    return float(_TENS.get(tens, 0) + _UNITS.get(unit, 0)) if unit else float(
+    return float(_TENS[tens] + _UNITS.get(unit, 1)) if unit else float(  # the unit "one" is the one not in _UNITS
         _UNITS.get(word) or _TENS.get(word) or _BIG[word])

@@ -140,8 +140,8 @@ def _other_names(masked: pa.Array, batch_names: Iterable[str], brand: str) -> np
     """True where the masked text holds one of the batch names as whole words (case-sensitive).
 
     Names made only of template or brand words ("Dear", "Welcome", "Mobile") and one-letter names are left out:
-    the template itself could not be sent otherwise. RE2 finds the rows holding any name as a plain substring, NAME_CHUNK
-    names a pass (an alternation with word edges around it blows up RE2's automaton, one without stays
+    the template itself could not be sent otherwise. RE2 finds the rows holding any name as a plain substring,
+    NAME_CHUNK names a pass (an alternation with word edges around it blows up RE2's automaton, one without stays
     linear); the few rows it finds are then read word by word.
     """
     ours = TEMPLATE_WORDS | set(brand.split())

@@ -140,11 +140,11 @@ GOOD = [
     "Irina, thank you for your time with us. We're happy to offer 15% off your monthly charges for a full year.",
     "Hi Irina, we value you. May we take 15% off your monthly bill for the next 12 months? Just reply and it's done.",
     "Hi Irina! Thanks for being with us. Enjoy 15% off your monthly bill for the next 12 months, from your next bill.",
-    "Hi Irina, as a thank you for being a Northwind Mobile customer, we'd like to take 15% off your bill for 12 months.",
+    "Hi Irina, as a thank you for being a Northwind Mobile customer, we'd like to take 15% off your bill for a year.",
     "Hi Irina, we're grateful you chose us. Enjoy 15% off your monthly bill for the next 12 months if it helps.",
     "Hi Irina, thanks for staying with us. 15% off your monthly bill for the next 12 months is ready when you are.",
-    "Hi Irina, a small thank you from our team: 15% off your monthly bill for the next 12 months. Just reply to accept.",
-    "Hi Irina, you have been with us for 7 months, and we are grateful. Enjoy 15% off your bill for the next 12 months.",
+    "Hi Irina, a small thank you from our team: 15% off your monthly bill for the next 12 months. Reply to accept.",
+    "Hi Irina, you have been with us for 7 months, and we are grateful. Enjoy 15% off your bill for 12 months.",
     "Hi Irina, thank you for being with us. Your Northwind Mobile team is taking 15% off your bill for 12 months.",
     "Hi Irina, we hope your DSL service is going well. Enjoy 15% off your monthly bill for the next 12 months.",
     "Hi Irina, thanks for being with us. Here is 15% off for the next 12 months, so your $80 bill becomes $68.",
@@ -254,7 +254,7 @@ def test_brand_is_the_configured_one():
 
 def test_a_customer_named_like_a_brand_word_is_no_other_customer():
     """A batch customer called "Mobile" is not named by a template that says "Northwind Mobile"."""
-    message = "Hi Irina, thank you for being with Northwind Mobile. Here is 15% off your monthly bill for the next 12 months."
+    message = "Hi Irina, thank you for being with Northwind Mobile. Here is 15% off your bill for the next 12 months."
     batch = pd.DataFrame([CUSTOMER | {"offer_pct": 0.15, "message": message, "generator": "transformers"},
                           {"customer_id": "x", "name": "Mobile", "channel": "sms", "offer_pct": 0.0, "contact": False}])
     assert json.loads(shield(batch, Config(), DS)["shield_checks"][0])["action"] == "none"
