@@ -33,7 +33,7 @@ PARAMS = {
     schedule="0 5 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=4,
+    max_active_runs=1,  # a day plans against the contact ledger of the days before it: one day at a time, in order
     params=PARAMS,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
     tags=["retention"],

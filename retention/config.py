@@ -51,6 +51,9 @@ class Config:
     """Local hour when quiet hours begin."""
     quiet_end_hour: int = 8
     """Local hour when quiet hours end."""
+    send_window_start_hour: int = 6
+    """UTC hour of the plan day from which its messages may be sent: one hour after the daily DAG's 05:00 UTC
+    schedule, so no send_at lies before the plan exists."""
     holdout_share: float = 0.10
     """Share of customers never contacted, by a stable hash of customer_id."""
     max_reject_share: float = 0.05
@@ -109,6 +112,12 @@ class Config:
     """Default `--profile` of scheduled retraining (`full` in production)."""
 
     @property
+    def ledger_lookback_days(self) -> int:
+        """Oldest plan (days before ds) whose messages can still fall in the fatigue window or be pending: the
+        window plus the longest follow-up (cooldown + 6 days, `rules.followup_days`)."""
+        return self.fatigue_window_days + self.cooldown_days + 7
+
+    @property
     def staging_dataset(self) -> str:
         return f"{self.dataset}_staging"
 
@@ -158,6 +167,7 @@ ENV = {
     "RETENTION_COOLDOWN_DAYS": "cooldown_days",
     "RETENTION_QUIET_START_HOUR": "quiet_start_hour",
     "RETENTION_QUIET_END_HOUR": "quiet_end_hour",
+    "RETENTION_SEND_WINDOW_START_HOUR": "send_window_start_hour",
     "RETENTION_HOLDOUT_SHARE": "holdout_share",
     "RETENTION_MAX_REJECT_SHARE": "max_reject_share",
     "RETENTION_GENERATOR": "generator",
@@ -232,7 +242,7 @@ def _check(cfg: Config) -> None:
         raise ValueError(f"config offer_pcts={cfg.offer_pcts}: expected four fractions in [0, 1)")
     if not 0 <= cfg.holdout_share < 1:
         raise ValueError(f"config holdout_share={cfg.holdout_share}: expected a fraction in [0, 1)")
-    for name in ("quiet_start_hour", "quiet_end_hour"):
+    for name in ("quiet_start_hour", "quiet_end_hour", "send_window_start_hour"):
         if not 0 <= getattr(cfg, name) <= 23:
             raise ValueError(f"config {name}={getattr(cfg, name)}: expected an hour 0-23")
     if cfg.bq_timeout_s <= 0 or cfg.maximum_bytes_billed < 0:

@@ -1,15 +1,45 @@
--- The day's customers to plan, with what contact rules and scoring need from their history.
+-- The day's customers to plan, with what contact rules and scoring need from the contact ledger.
 -- grain: one row per customer of the ds snapshot; key: customer_id
--- reads: customers (partition snapshot_date = ds), contact_history (contact_date < ds), suppression (since <= ds)
--- params: ds DATE, window INT64 (fatigue window in days)
-WITH history AS (
+-- reads: customers (partition snapshot_date = ds), contact_history (contact_date < ds), contact_plan (partitions in
+--   [ds - lookback, ds)), suppression (since <= ds)
+-- params: ds DATE, window INT64 (fatigue window in days), lookback INT64 (oldest plan whose messages can still count)
+--
+-- The contact ledger: every message the send system recorded (contact_history) plus every message of earlier
+-- published plans it has not recorded yet: a contact at its send_at and its follow-up followup_days later, pending
+-- ones included. A message is identified by (plan_date, customer_id, sequence: 0 the contact, 1 the follow-up), so
+-- a recorded one is never counted twice. contacts_in_window counts the window's messages and every pending one;
+-- days_since_contact is the distance to the nearest message, sent or pending, so a scheduled follow-up keeps its
+-- cooldown around it.
+WITH planned AS (
+  SELECT plan_date, customer_id, 0 AS sequence, DATE(send_at) AS contact_date
+  FROM `{project}.{dataset}.contact_plan`
+  WHERE plan_date < @ds AND plan_date >= DATE_SUB(@ds, INTERVAL @lookback DAY) AND contact
+  UNION ALL
+  SELECT plan_date, customer_id, 1 AS sequence, DATE(TIMESTAMP_ADD(send_at, INTERVAL followup_days DAY)) AS contact_date
+  FROM `{project}.{dataset}.contact_plan`
+  WHERE plan_date < @ds AND plan_date >= DATE_SUB(@ds, INTERVAL @lookback DAY) AND contact AND followup_days > 0
+),
+recorded AS (
+  SELECT customer_id, contact_date, plan_date, COALESCE(sequence, 0) AS sequence
+  FROM `{project}.{dataset}.contact_history`
+  WHERE contact_date < @ds
+),
+ledger AS (
+  SELECT customer_id, contact_date FROM recorded
+  UNION ALL
+  SELECT p.customer_id, p.contact_date
+  FROM planned AS p
+  LEFT JOIN recorded AS r
+    ON r.plan_date = p.plan_date AND r.customer_id = p.customer_id AND r.sequence = p.sequence
+  WHERE r.customer_id IS NULL
+),
+history AS (
   SELECT
     customer_id,
     COUNTIF(contact_date > DATE_SUB(@ds, INTERVAL @window DAY)) AS contacts_in_window,
-    DATE_DIFF(@ds, MAX(contact_date), DAY) AS days_since_contact,
-    COUNT(*) AS total_contacts
-  FROM `{project}.{dataset}.contact_history`
-  WHERE contact_date < @ds
+    MIN(ABS(DATE_DIFF(@ds, contact_date, DAY))) AS days_since_contact,
+    COUNTIF(contact_date < @ds) AS total_contacts
+  FROM ledger
   GROUP BY customer_id
 ),
 last_contact AS (
@@ -30,7 +60,7 @@ SELECT
   CAST(COALESCE(h.days_since_contact, 999) AS INT64) AS days_since_contact,
   CAST(COALESCE(h.total_contacts, 0) AS INT64) AS total_contacts,
   CASE
-    WHEN h.customer_id IS NULL THEN 'nonexistent'
+    WHEN l.customer_id IS NULL THEN 'nonexistent'
     WHEN l.accepted THEN 'success'
     ELSE 'failure'
   END AS last_outcome,

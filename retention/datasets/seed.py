@@ -20,7 +20,7 @@ CUSTOMER_COLUMNS = (
     "contract", "payment_method", "monthly_charges", "total_charges", *FLAGS.values(), "customer_value",
 )
 """sql/schema/customers.json, in order."""
-HISTORY_COLUMNS = ("contact_date", "customer_id", "plan_date", "offer_level", "accepted", "churned")
+HISTORY_COLUMNS = ("contact_date", "customer_id", "plan_date", "offer_level", "accepted", "churned", "sequence")
 """sql/schema/contact_history.json, in order."""
 SUPPRESSION_COLUMNS = ("customer_id", "reason", "since")
 """sql/schema/suppression.json, in order."""
@@ -176,6 +176,7 @@ def history_for(customers: pd.DataFrame, ds: dt.date, seed: int) -> pd.DataFrame
         "offer_level": level.astype(np.int64),
         "accepted": accepted,
         "churned": pd.arrays.BooleanArray(churned, mask=days < OUTCOME_DAYS),
+        "sequence": np.zeros(len(rows), dtype=np.int64),  # each seeded contact is a first message
     })
 
 

@@ -11,6 +11,8 @@ from retention.hashing import holdout_mask
 
 POLICY_MODEL = "greedy_ev"
 """policy_model recorded for the greedy expected-value rule."""
+GREEDY_FOLLOWUP = 1
+"""The rules' follow-up choice: one follow-up as soon as the cooldown allows (rules.followup_days)."""
 
 
 def decide_greedy(day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
@@ -44,7 +46,7 @@ def decide_greedy(day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     reason = np.where(reason != 0, reason,
                       np.where(contact, REASON["contact"], np.where(candidate, REASON["budget"], REASON["low_value"])))
 
-    return plan_frame(day, cfg, contact, level, np.full(n, cfg.cooldown_days), np.ones(n), holdout, reason,
+    return plan_frame(day, cfg, contact, level, np.full(n, GREEDY_FOLLOWUP), np.ones(n), holdout, reason,
                       POLICY_MODEL, expected=ev[rows, level])
 
 
@@ -67,5 +69,5 @@ def top_risk(day: pd.DataFrame, cfg: Config, ds=None) -> pd.DataFrame:
     contact[eligible] = budget_pass(day["churn_risk"].to_numpy()[eligible],
                                          offer_costs(day, cfg)[eligible, top], cfg.daily_budget)
     reason = np.where(reason != 0, reason, np.where(contact, REASON["contact"], REASON["budget"]))
-    return plan_frame(day, cfg, contact, np.full(n, top), np.full(n, cfg.cooldown_days), np.ones(n), holdout, reason,
+    return plan_frame(day, cfg, contact, np.full(n, top), np.full(n, GREEDY_FOLLOWUP), np.ones(n), holdout, reason,
                       "top_risk")

@@ -14,6 +14,8 @@ from retention.hashing import holdout_mask
 
 LEVELS = 4
 """Offer levels 0..3 (config offer_pcts gives their discounts)."""
+MESSAGES_PER_CONTACT = 2
+"""Messages a contact may send: the first and one follow-up. The fatigue rule reserves room for both."""
 BUDGET_TOL = 1e-6
 """Currency units a plan's spend may exceed the budget by: summing in another order moves the last bits."""
 
@@ -42,13 +44,30 @@ def cooldown_active(days_since_contact, cfg: Config) -> np.ndarray:
 
 
 def at_fatigue_cap(contacts_in_window, cfg: Config) -> np.ndarray:
-    """True where one more contact would exceed the fatigue cap in the window."""
-    return np.asarray(contacts_in_window) >= cfg.fatigue_cap
+    """True where a contact and its possible follow-up (two messages) would exceed the fatigue cap in the window.
+
+    A contact starts a sequence that may hold a follow-up; it is made only when the whole sequence fits, so no
+    customer ever receives more than the cap in any window, follow-ups counted, whatever the policy later chooses.
+    """
+    return np.asarray(contacts_in_window) + MESSAGES_PER_CONTACT > cfg.fatigue_cap
 
 
 def contact_allowed(days_since_contact, contacts_in_window, cfg: Config) -> np.ndarray:
     """True where neither the cooldown nor the fatigue cap forbids a contact today."""
     return ~cooldown_active(days_since_contact, cfg) & ~at_fatigue_cap(contacts_in_window, cfg)
+
+
+def followup_days(delay, cfg: Config) -> np.ndarray:
+    """Days from a contact to its follow-up for delay choices 0..DELAYS-1: 0 is none, choice j >= 1 is
+    cooldown_days + j - 1, so a follow-up never falls inside the cooldown of the message before it."""
+    delay = np.asarray(delay, dtype=np.int64)
+    return np.where(delay > 0, cfg.cooldown_days + delay - 1, 0)
+
+
+def followup_choice(days, cfg: Config) -> np.ndarray:
+    """The delay choice that `followup_days` maps to `days` (its inverse; 0 for none)."""
+    days = np.asarray(days, dtype=np.int64)
+    return np.where(days > 0, days - cfg.cooldown_days + 1, 0)
 
 
 def reason_column(codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -164,7 +183,7 @@ def plan_frame(day, cfg: Config, contact, level, delay, propensity, holdout, rea
                expected: np.ndarray | None = None) -> pd.DataFrame:
     """`day` plus the ten decision columns of the contact plan; every decider writes its plan through this.
 
-    reason: indices into REASONS; expected: each row's expected value at `level` (read where contacted only;
+    delay: the follow-up choice 0..DELAYS-1 (see `followup_days`); reason: indices into REASONS; expected: each row's expected value at `level` (read where contacted only;
     `expected_values` by default).
     """
     pct = np.asarray(cfg.offer_pcts)[level]
@@ -175,7 +194,7 @@ def plan_frame(day, cfg: Config, contact, level, delay, propensity, holdout, rea
         offer_level=pd.arrays.IntegerArray(np.asarray(level, dtype=np.int64), ~contact),
         offer_pct=np.where(contact, pct, np.nan),
         offer_cost=np.where(contact, offer_cost(day["customer_value"].to_numpy(dtype=np.float64), pct, cfg), 0.0),
-        followup_days=pd.arrays.IntegerArray(np.asarray(delay, dtype=np.int64), ~contact),
+        followup_days=pd.arrays.IntegerArray(followup_days(delay, cfg), ~contact),
         expected_value=np.where(contact, expected, 0.0),
         propensity=np.asarray(propensity, dtype=np.float64),
         holdout=holdout,

@@ -35,7 +35,7 @@ def observe(risk, accept, days_since, contacts_in_window, cfg: Config) -> np.nda
     obs = np.zeros((len(days_since), len(OBS)), dtype=np.float32)
     obs[:, 0], obs[:, 1:5] = risk, accept
     obs[:, 6] = np.minimum(days_since, DAYS_SCALE) / DAYS_SCALE
-    obs[:, 7] = days_since < cfg.cooldown_days
+    obs[:, 7] = rules.cooldown_active(days_since, cfg)
     obs[:, 8] = np.minimum(contacts_in_window, cfg.fatigue_cap) / cfg.fatigue_cap
     return obs
 

@@ -131,7 +131,8 @@ def table_spec(cfg: Config, table: str, staging: bool = False, name: str | None 
 
 
 def ensure_tables(bq: bigquery.Client, cfg: Config) -> None:
-    """Create both datasets and every contract table when missing (idempotent)."""
+    """Create both datasets and every contract table when missing, and add the contract columns a table
+    lacks (idempotent)."""
     for ds in (cfg.dataset, cfg.staging_dataset):
         dataset = bigquery.Dataset(f"{cfg.project}.{ds}")
         dataset.location = cfg.location
@@ -143,6 +144,10 @@ def ensure_tables(bq: bigquery.Client, cfg: Config) -> None:
         if table in PARTITION_FILTER_REQUIRED and not created.require_partition_filter:  # made before the rule
             created.require_partition_filter = True
             created = bq.update_table(created, ["require_partition_filter"], retry=RETRY)
+        missing = [f for f in schema(table) if f.name not in {e.name for e in created.schema}]
+        if missing:  # the contract grew a NULLABLE column: add it and keep the rows (BigQuery's schema evolution)
+            created.schema = [*created.schema, *missing]
+            bq.update_table(created, ["schema"], retry=RETRY)
 
 
 # --- reads -------------------------------------------------------------------

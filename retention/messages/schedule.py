@@ -75,27 +75,38 @@ def _zones(rows: pd.DataFrame) -> dict[str, ZoneInfo]:
     return zones
 
 
-def send_at(plan: pd.DataFrame, ds, quiet_start: int, quiet_end: int,
+def send_at(plan: pd.DataFrame, ds, quiet_start: int, quiet_end: int, window_hour: int = 0,
             channel_hours: Mapping[str, tuple[int, int]] = CHANNEL_QUIET_HOURS) -> pd.Series:
-    """UTC send time of each contacted row (NaT elsewhere): the first instant on ds, local, when the quiet hours of
-    the config and of the row's channel are both over (quiet_end:00, or later for a stricter channel).
+    """UTC send time of each contacted row (NaT elsewhere): the first instant at or after the day's send window
+    opens (ds at window_hour:00 UTC) that is outside the quiet hours of the config and of the row's channel in the
+    customer's own zone.
 
-    Quiet hours are [start, end) local, wrapping midnight when start > end; the day starts at their end, which is
-    outside them. The time depends only on the zone and the day's start hour, so it is computed once per distinct
-    pair (few) and spread to the rows (many).
+    Never before the window (so never before the plan exists), never inside quiet hours, never a wall time that
+    does not exist (a DST gap: the instant the clock jumps) or repeats (the first of the two). The time depends only
+    on the zone and the channel, so it is computed once per distinct pair (few) and spread to the rows (many).
     """
     day = pd.Timestamp(ds).date()
+    opens = datetime.combine(day, time(window_hour), tzinfo=UTC)
     contact = plan["contact"].to_numpy(dtype=bool)
     rows = plan.loc[contact, ["customer_id", "time_zone", "channel"]]  # not every column of a wide plan
     zones = _zones(rows)
     zone_code, zone_names = pd.factorize(rows["time_zone"])
     channel_code, channels = pd.factorize(rows["channel"])
-    default = day_start(quiet_start, quiet_end)
-    hours = np.array([day_start(quiet_start, quiet_end, channel_hours[c]) if c in channel_hours else default
-                      for c in channels] + [default], dtype=np.int64)  # code -1 (a null channel): the default
-    hour_code, hour_values = pd.factorize(hours[channel_code])
-    utc = [[first_send(zones[z], day, int(h)).replace(tzinfo=None) for h in hour_values] for z in zone_names]
-    table = np.array(utc, dtype="datetime64[us]").reshape(len(zone_names), len(hour_values))  # (zones, day starts)
+    windows = [[(quiet_start, quiet_end)] + ([channel_hours[c]] if c in channel_hours else []) for c in channels]
+    windows.append([(quiet_start, quiet_end)])  # code -1 (a null channel): the configured hours alone
+    utc = [[first_allowed(zones[z], opens, w).replace(tzinfo=None) for w in windows] for z in zone_names]
+    table = np.array(utc, dtype="datetime64[us]").reshape(len(zone_names), len(windows))  # (zones, channels + 1)
     at = np.full(len(plan), np.datetime64("NaT"), dtype="datetime64[us]")
-    at[contact] = table[zone_code, hour_code]
+    at[contact] = table[zone_code, channel_code]
     return pd.Series(pd.DatetimeIndex(at).tz_localize(UTC), index=plan.index)
+
+
+def first_allowed(zone: ZoneInfo, opens: datetime, windows: list[tuple[int, int]]) -> datetime:
+    """The first instant at or after `opens` (UTC) whose local hour in `zone` is in none of the quiet `windows`."""
+    start_hour = day_start(*windows[0], windows[1] if len(windows) > 1 else None)
+    local = opens.astimezone(zone)
+    if not any(in_quiet_hours(local.hour, s, e) for s, e in windows):
+        return opens
+    # quiet now: the sending day starts at start_hour, today if that is still ahead locally, else tomorrow
+    day = local.date() if local.hour < start_hour else local.date() + timedelta(days=1)
+    return max(first_send(zone, day, start_hour), opens)

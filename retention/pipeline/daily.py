@@ -111,7 +111,8 @@ def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
         client = bq.client(cfg)
         # Storage Read streams come back in no set order: sorted by id, as the query orders them
         day = bq.read_query(client, cfg, bq.sql_text("daily_customers", cfg), f"extract_{ds.replace('-', '')}",
-                            order_by="customer_id", ds=_date(ds), window=cfg.fatigue_window_days)
+                            order_by="customer_id", ds=_date(ds), window=cfg.fatigue_window_days,
+                            lookback=cfg.ledger_lookback_days)
         if day.empty:
             raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
         related = {t: bq.read_query(client, cfg, bq.sql_text(f"daily_{t}", cfg), f"extract_{t}_{ds.replace('-', '')}",
@@ -199,7 +200,8 @@ def shield(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """Safety checks and repairs on each message, then the send time outside local quiet hours."""
     with _timed(cfg, ds, run_id, "shield"):
         shielded = shield_rules.shield(_read(cfg, ds, run_id, "generate"), cfg, ds)
-        shielded["send_at"] = schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour)
+        shielded["send_at"] = schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour,
+                                                cfg.send_window_start_hour)
         _write(cfg, ds, run_id, "shield", shielded)
     outcomes = shielded.loc[shielded["contact"], "shield_checks"].value_counts()  # few distinct JSON texts
     return {"repaired": int(sum(n for text, n in outcomes.items() if json.loads(text)["action"] != "none"))}

@@ -80,7 +80,7 @@ def draw(rows: pd.DataFrame, table: AcceptTable, ds: dt.date) -> pd.DataFrame:
                                                            table, ds)
     return pd.DataFrame({"contact_date": [ds] * len(rows), "customer_id": rows["customer_id"].to_numpy(),
                          "plan_date": [ds] * len(rows), "offer_level": level, "accepted": accepted,
-                         "churned": ~accepted & (churn_day < RISK_DAYS)})
+                         "churned": ~accepted & (churn_day < RISK_DAYS), "sequence": np.zeros(len(rows), np.int64)})
 
 
 def simulate_day(client, cfg: Config, ds: dt.date, table: AcceptTable) -> pd.DataFrame:

@@ -40,7 +40,7 @@ HISTORY_FEATURES = {
 ROW_CHECKS = {"known_customer": "BOOL", "future_date": "BOOL"}
 """Columns the input SQL adds to raw contact_history / suppression rows for their suites."""
 
-SEND_CHECKS = {"send_quiet": "BOOL", "send_off_day": "BOOL"}
+SEND_CHECKS = {"send_quiet": "BOOL", "send_early": "BOOL"}
 """Columns validate_plan derives from send_at and the customer's zone for the contact_plan suite."""
 
 EXTRA_COLUMNS = {"customers": HISTORY_FEATURES, "contact_history": ROW_CHECKS, "suppression": ROW_CHECKS}
@@ -318,14 +318,15 @@ def _top_reasons(rejects: pd.DataFrame, n: int = 3) -> str:
 
 # plan
 
-def send_checks(plan: pd.DataFrame, ds: str, quiet_start: int, quiet_end: int) -> pd.DataFrame:
-    """SEND_CHECKS per row: send_at inside the customer's local quiet hours, send_at not on ds locally."""
+def send_checks(plan: pd.DataFrame, ds: str, quiet_start: int, quiet_end: int, window_hour: int) -> pd.DataFrame:
+    """SEND_CHECKS per row: send_at inside the customer's local quiet hours, send_at before the day's send window
+    opens (ds at window_hour:00 UTC)."""
     out = pd.DataFrame({c: np.zeros(len(plan), dtype=bool) for c in SEND_CHECKS}, index=plan.index)
     sent = plan[plan["send_at"].notna()]
     for zone, rows in sent.groupby("time_zone"):
         local = pd.to_datetime(rows["send_at"], utc=True).dt.tz_convert(zone)
         out.loc[rows.index, "send_quiet"] = in_quiet_hours(local.dt.hour.to_numpy(), quiet_start, quiet_end)
-        out.loc[rows.index, "send_off_day"] = local.dt.date.to_numpy() != pd.Timestamp(ds).date()
+        out.loc[rows.index, "send_early"] = (local < pd.Timestamp(ds, tz="UTC") + pd.Timedelta(hours=window_hour)).to_numpy()
     return out
 
 
@@ -336,7 +337,8 @@ def validate_plan(plan: pd.DataFrame, cfg: Config, ds: str, run_id: str, report_
     missing = [c for c in dict.fromkeys(needed) if c not in plan.columns]
     if missing:
         raise PlanInvalidError(f"contact_plan lacks column(s) {missing} read by expectations/contact_plan.json")
-    checked = plan[list(dict.fromkeys(needed))].join(send_checks(plan, ds, cfg.quiet_start_hour, cfg.quiet_end_hour))
+    checked = plan[list(dict.fromkeys(needed))].join(send_checks(plan, ds, cfg.quiet_start_hour, cfg.quiet_end_hour,
+                                                                     cfg.send_window_start_hour))
     results, report = run_suites({"contact_plan": checked}, ds, run_id, report_dir)
     result = results["contact_plan"]
     contacted = plan["contact"].fillna(False).astype(bool)

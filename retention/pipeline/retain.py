@@ -160,7 +160,7 @@ def decide_one(cfg: Config, facts: Mapping[str, Any], ds: str) -> dict[str, Any]
     decided = decide_plan(score(day, risk, accept, dt.date.fromisoformat(ds)), cfg,
                             _policy(str(cfg.model_dir("policy"))), ds)
     row = shield_rules.shield(generator.generate(decided, cfg, ds), cfg, ds)
-    row["send_at"] = schedule.send_at(row, ds, cfg.quiet_start_hour, cfg.quiet_end_hour)
+    row["send_at"] = schedule.send_at(row, ds, cfg.quiet_start_hour, cfg.quiet_end_hour, cfg.send_window_start_hour)
     return summary(row.iloc[0], ds, {"risk": risk.version_, "accept": accept.version_})
 
 
@@ -190,7 +190,7 @@ def facts_for_customer(cfg: Config, customer_id: str, ds: str) -> dict[str, Any]
 
     sql = f"SELECT * FROM (\n{bq.sql_text('daily_customers', cfg)}\n) AS day WHERE customer_id = @customer_id"
     day = bq.query(bq.client(cfg), cfg, sql, ds=dt.date.fromisoformat(ds), window=cfg.fatigue_window_days,
-                   customer_id=customer_id)
+                   lookback=cfg.ledger_lookback_days, customer_id=customer_id)
     if day.empty:
         raise LookupError(f"customer_id={customer_id!r} is not in {cfg.table('customers')} for snapshot_date={ds}")
     return {k: _python(v) for k, v in day.iloc[0].items()}

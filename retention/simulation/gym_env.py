@@ -84,7 +84,7 @@ class RetentionEnv(gym.Env):
                   "cooldown": int(c == 1 and cooling)}
         reward = -self.penalty * sum(breaks.values())
         if c == 1 and not any(breaks.values()):
-            reward += float(self.sim.contact(np.array([i]), np.array([k]), np.array([d])).realized[i])
+            reward += float(self.sim.contact(np.array([i]), np.array([k]), rules.followup_days([d], self.sim.cfg)).realized[i])
             self.left -= cost
         self.pos += 1
         if self.pos == len(self.queue):

@@ -259,13 +259,13 @@ def _episode(sim: Simulator, behaviour: Policy, seed: int, start: dt.date, targe
         day = sim.day_frame()
         r = roll(day, sim.cfg, behaviour, sim.today)
         d, rows = r.decisions, day.index.to_numpy()[r.queue]
-        out = sim.contact(rows[d.contact], d.level[d.contact], d.delay[d.contact])
+        out = sim.contact(rows[d.contact], d.level[d.contact], rules.followup_days(d.delay[d.contact], sim.cfg))
         owner[rows[d.contact]] = offset + np.flatnonzero(d.contact)
         follow, _ = sim.advance()
         done = np.flatnonzero(follow.accepted)  # a follow-up's revenue belongs to the decision that scheduled it
         extra.append((owner[done], follow.realized[done]))
         cols = {"episode": seed, "day": sim.t - 1, "customer_id": sim.ids[rows], "contact": d.contact,
-                "offer_level": d.level, "followup_days": d.delay, "propensity": np.exp(d.logp),
+                "offer_level": d.level, "followup_days": rules.followup_days(d.delay, sim.cfg), "propensity": np.exp(d.logp),
                 "reward": np.where(d.contact, out.realized[rows], 0.0)}
         if target is not None:
             queued = day.iloc[r.queue]
@@ -346,6 +346,6 @@ def logged_decisions(rows: pd.DataFrame, cfg: Config, target: Policy) -> pd.Data
         columns = _target_columns(target, obs, rules.offer_costs(day, cfg), eligible, cfg.daily_budget,
                                   rules.expected_values(day, cfg), day["contact"].to_numpy(dtype=bool),
                                   day["offer_level"].fillna(0).to_numpy(np.int64),
-                                  day["followup_days"].fillna(0).to_numpy(np.int64))
+                                  rules.followup_choice(day["followup_days"].fillna(0).to_numpy(np.int64), cfg))
         parts.append(day.assign(episode=0, day=day_index, **columns))
     return pd.concat(parts, ignore_index=True)

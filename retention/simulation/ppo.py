@@ -83,12 +83,13 @@ class PPOConfig:
     """Torch threads: the matrices are small and the machine is shared."""
 
 
-def raw_costs(p_contact: torch.Tensor, p_offer: torch.Tensor, obs: torch.Tensor, affordable: torch.Tensor):
-    """(n, 3) unmasked probability of breaking each rule (budget, fatigue, cooldown) per decision."""
+def raw_costs(p_contact: torch.Tensor, p_offer: torch.Tensor, breaks: torch.Tensor, affordable: torch.Tensor):
+    """(n, 3) unmasked probability of breaking each rule (budget, fatigue, cooldown) per decision.
+
+    breaks (n, 2): the contact rules a contact would break, (fatigue cap, cooldown), as `rules` decides them.
+    """
     budget = p_contact * (p_offer * (~affordable).float()).sum(dim=1)
-    fatigue = p_contact * (obs[:, OBS.index("fatigue_count")] >= 1).float()
-    cooldown = p_contact * obs[:, OBS.index("cooldown_active")]
-    return torch.stack([budget, fatigue, cooldown], dim=1)
+    return torch.cat([budget[:, None], p_contact[:, None] * breaks.float()], dim=1)
 
 
 def compute_gae(rewards, values, terminated, last_value, gamma: float, lam: float):
@@ -127,6 +128,7 @@ def collect(sim: Simulator, agent: Agent, cfg: PPOConfig, seed: int, start: dt.d
     buf = {"obs": np.zeros((T, N, len(OBS)), np.float32), "action": np.zeros((T, N, 3), np.int64),
            "logp": np.zeros((T, N), np.float32), "contact_ok": np.zeros((T, N, 2), bool),
            "offer_ok": np.zeros((T, N, rules.LEVELS), bool), "affordable": np.zeros((T, N, rules.LEVELS), bool),
+           "breaks": np.zeros((T, N, 2), bool),
            "valid": np.zeros((T, N), bool), "reward": np.zeros((T, N), np.float32),
            "terminated": np.zeros((T, N), np.float32)}
     stats = {"realized": 0.0, "expected": 0.0, "contacts": 0, "decisions": 0, "eligible": 0, "spend": 0.0,
@@ -150,7 +152,9 @@ def collect(sim: Simulator, agent: Agent, cfg: PPOConfig, seed: int, start: dt.d
         buf["action"][t, rows] = np.stack([d.contact, d.level, d.delay], axis=1)
         buf["contact_ok"][t, rows], buf["affordable"][t, rows] = d.contact_ok, d.affordable
         buf["offer_ok"][t, rows] = eligible[:, None] & d.affordable
-        out = sim.contact(rows[d.contact], d.level[d.contact], d.delay[d.contact])
+        buf["breaks"][t, rows] = np.stack([rules.at_fatigue_cap(window, sim.cfg),
+                                           rules.cooldown_active(days_since, sim.cfg)], axis=1)
+        out = sim.contact(rows[d.contact], d.level[d.contact], rules.followup_days(d.delay[d.contact], sim.cfg))
         follow, churned = sim.advance()
         buf["reward"][t] = (out.expected + follow.expected) * cfg.reward_scale
         buf["terminated"][t] = churned
@@ -196,12 +200,12 @@ def train(sim: Simulator, cfg: PPOConfig, log_path: str | Path | None = None, pr
         buf = collect(sim, agent, cfg, seed=cfg.seed * 100_003 + iteration, start=start, rng=rng)
         valid = buf["valid"]
         b = {k: torch.from_numpy(np.ascontiguousarray(buf[k][valid]))
-             for k in ("obs", "action", "logp", "contact_ok", "offer_ok", "affordable")}
+             for k in ("obs", "action", "logp", "contact_ok", "offer_ok", "affordable", "breaks")}
 
         # value of every visited state and the measured constraint costs, in one pass
         with torch.inference_mode():
             _, _, value, pc, po = agent.evaluate(b["obs"], b["action"], b["contact_ok"], b["offer_ok"])
-            measured = raw_costs(pc, po, b["obs"], b["affordable"]).mean(dim=0).numpy()
+            measured = raw_costs(pc, po, b["breaks"], b["affordable"]).mean(dim=0).numpy()
             last_value = agent.get_value(torch.from_numpy(buf["last_obs"])).numpy() * buf["last_alive"]
         values = np.zeros(valid.shape, np.float32)
         values[valid] = value.numpy()
@@ -248,7 +252,7 @@ def train(sim: Simulator, cfg: PPOConfig, log_path: str | Path | None = None, pr
                 # value loss
                 v_loss = 0.5 * (w * (newvalue - mb["ret"]) ** 2).sum() / w.sum()
                 # constraint penalty: lambda-weighted unmasked probability of breaking each rule
-                costs = (w[:, None] * raw_costs(pc, po, mb["obs"], mb["affordable"])).sum(dim=0) / w.sum()
+                costs = (w[:, None] * raw_costs(pc, po, mb["breaks"], mb["affordable"])).sum(dim=0) / w.sum()
                 cost_loss = (lam * costs).sum()
                 loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss + cost_loss
 

@@ -10,11 +10,14 @@ Dynamics, all from the calibrated champions (nothing hand-tuned but the time sca
 - an accepted offer secures the customer (no churn for the rest of the horizon, churn_risk 0 in the state) and is
   worth customer_value * (1[would have churned within 30 days] - pct) - channel_cost: in expectation exactly
   `rules.expected_values`, so on a single day the simulator rewards the greedy rule's own objective.
-- follow-up: a contact with delay d > 0 repeats the same offer d days later if the customer has neither accepted
-  nor churned. It is part of the same contact: no new budget (the worst case was committed), no new row in
-  contact_history (so no cooldown or fatigue of its own); it is accepted with the champion's probability for
-  that day (pdays = d, campaign counting the contact). Delay 0 means no follow-up.
-- contacts add to the fatigue window and start the cooldown; suppressed and holdout customers are never candidates.
+- follow-up: a contact with follow-up d > 0 days (d >= the cooldown, `rules.followup_days`) repeats the same offer d
+  days later if the customer has neither accepted nor churned. Every follow-up is a message like any other: it pays
+  its channel cost and enters the contact days (fatigue window, cooldown) when sent; while it is pending it counts
+  too (the daily plan's contact ledger does the same), so no other message can fall inside its cooldown. It needs
+  no new budget (the offer's worst case was committed). It is accepted with the champion's probability for that
+  day (pdays = d, campaign counting the contact).
+- contacts add to the fatigue window and start the cooldown; suppressed and holdout customers, and customers who
+  already accepted an offer, are never candidates.
 
 `Simulator` steps the whole cohort at once with numpy; `deciding.sampler.decide_day` is the hard-rule-enforcing
 sampler the daily rollout and training share (the state's budget_remaining is the budget left when the row's block of
@@ -222,16 +225,23 @@ class Simulator:
     def risk(self) -> np.ndarray:
         return np.where(self.secured, 0.0, self.base_risk)
 
+    def pending(self) -> np.ndarray:
+        """True where a follow-up is scheduled for today or later."""
+        return self.followup_day >= self.t
+
     def contacts_in_window(self) -> np.ndarray:
-        return (self.contact_days > self.t - self.cfg.fatigue_window_days).sum(axis=1)
+        """Messages sent in the fatigue window, plus a pending follow-up (the ledger counts it from its plan)."""
+        return (self.contact_days > self.t - self.cfg.fatigue_window_days).sum(axis=1) + self.pending()
 
     def days_since_contact(self) -> np.ndarray:
+        """Days to the nearest message, sent or pending: a pending follow-up keeps its cooldown around it."""
         last = self.contact_days[:, 0]
-        return np.where(last == _EMPTY, NEVER, self.t - last)
+        since = np.where(last == _EMPTY, NEVER, self.t - last)
+        return np.where(self.pending(), np.minimum(since, self.followup_day - self.t), since)
 
     def candidates(self) -> np.ndarray:
         """Rows that reach a decision today: alive, not suppressed, not in the holdout."""
-        return np.flatnonzero(self.alive & ~self.suppressed & ~self.holdout)
+        return np.flatnonzero(self.alive & ~self.suppressed & ~self.holdout & ~self.secured)
 
     def accept_probs(self, rows: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
         """Today's P(accept) of `rows` at every level (n, 4), or at `levels` (n,)."""
@@ -276,8 +286,7 @@ class Simulator:
         rows, level, delay = np.asarray(rows), np.asarray(level), np.asarray(delay)
         out = self._earn(rows, level, self.accept_probs(rows, level), self.u_contact[self.t, rows],
                          self.cfg.channel_cost)
-        self.contact_days[rows] = np.concatenate([np.full((len(rows), 1), self.t), self.contact_days[rows, :-1]], 1)
-        self.total[rows] += 1
+        self._record(rows)
         waiting = ~out.accepted[rows] & (delay > 0)
         self.followup_day[rows] = np.where(waiting, self.t + delay, -1)
         self.followup_level[rows] = level
@@ -290,6 +299,12 @@ class Simulator:
         self.t += 1
         due = np.flatnonzero(self.alive & ~self.secured & (self.followup_day == self.t) & (self.t < self.horizon))
         level = self.followup_level[due]
-        out = self._earn(due, level, self.accept_probs(due, level), self.u_followup[self.t, due], 0.0)
-        self.followup_day[due] = -1
+        self.followup_day[due] = -1  # sent now: no longer pending, so pdays reads the days since the first message
+        out = self._earn(due, level, self.accept_probs(due, level), self.u_followup[self.t, due], self.cfg.channel_cost)
+        self._record(due)
         return out, churned
+
+    def _record(self, rows: np.ndarray) -> None:
+        """A message sent today to `rows`: the newest contact day, one more contact."""
+        self.contact_days[rows] = np.concatenate([np.full((len(rows), 1), self.t), self.contact_days[rows, :-1]], 1)
+        self.total[rows] += 1

@@ -50,6 +50,30 @@ def _assert_ten_partitions(plans: pd.DataFrame) -> None:
     assert not plans.duplicated(["plan_date", "customer_id"]).any()
 
 
+def messages(plans: pd.DataFrame) -> pd.DataFrame:
+    """Every message the plans send, recomputed from contact_plan alone: each contact at its send_at's date and
+    its follow-up followup_days later."""
+    sent = plans[plans["contact"].astype(bool)]
+    first = pd.to_datetime(sent["send_at"], utc=True)
+    follow = sent["followup_days"].fillna(0).astype(int)
+    return pd.concat([
+        pd.DataFrame({"customer_id": sent["customer_id"], "day": first.dt.normalize()}),
+        pd.DataFrame({"customer_id": sent["customer_id"][follow > 0],
+                      "day": (first + pd.to_timedelta(follow, unit="D"))[follow > 0].dt.normalize()}),
+    ]).sort_values(["customer_id", "day"], ignore_index=True)
+
+
+def assert_promises_kept(plans: pd.DataFrame, cfg) -> None:
+    """No two messages to one customer inside the cooldown; never more than the fatigue cap in any window."""
+    m = messages(plans)
+    gap = m.groupby("customer_id")["day"].diff().dt.days
+    assert (gap.dropna() >= cfg.cooldown_days).all(), m[gap < cfg.cooldown_days]
+    for customer, days_ in m.groupby("customer_id")["day"]:
+        d = days_.to_numpy()
+        in_window = [(d > x - pd.Timedelta(days=cfg.fatigue_window_days)) & (d <= x) for x in d]
+        assert max(w.sum() for w in in_window) <= cfg.fatigue_cap, (customer, d)
+
+
 def _backfill_process(first: dt.date, last: dt.date) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "retention.cli", "backfill", "--start", first.isoformat(), "--end", last.isoformat()]
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
@@ -62,6 +86,8 @@ def test_backfill_twice_gives_ten_identical_partitions(seeded, bq_client, cfg, c
     assert capsys.readouterr().out.count('"violations": 0') == 10
     first = _plans(bq_client, cfg)
     _assert_ten_partitions(first)
+    assert_promises_kept(first, cfg)  # the contact ledger: each day saw the messages of the days before it
+    assert first["contact"].sum() > len(DAYS)  # and there were messages to keep apart
 
     # the same range again, as two processes over its halves at once, watching the staging dataset meanwhile
     procs = [_backfill_process(DAYS[0], DAYS[4]), _backfill_process(DAYS[5], DAYS[9])]

@@ -128,6 +128,7 @@ def test_followup_repeats_the_offer_after_its_delay():
     sim.reset(1, START)
     rows = np.flatnonzero(sim.days_since_contact() != 3)
     delay = np.where(np.arange(len(rows)) % 2 == 0, 3, 2)
+    before = sim.total[rows].copy()
     out = sim.contact(rows, np.ones(len(rows), dtype=np.int64), delay)
     assert not out.accepted.any()
     accepted_on = {}
@@ -136,7 +137,8 @@ def test_followup_repeats_the_offer_after_its_delay():
         accepted_on[sim.t] = set(np.flatnonzero(follow.accepted))
     assert accepted_on[3] == set(rows[delay == 3]) and all(not v for t, v in accepted_on.items() if t != 3)
     assert sim.secured[rows].tolist() == (delay == 3).tolist()
-    assert (sim.total[rows] >= 1).all() and (sim.days_since_contact()[rows] == 6).all()  # one contact, no new row
+    # the follow-up is a message of its own: two contacts, the newest `delay` days after the first
+    assert (sim.total[rows] == before + 2).all() and (sim.days_since_contact()[rows] == 6 - delay).all()
 
 
 def test_a_secured_customer_neither_churns_nor_is_retained_twice():

@@ -63,7 +63,8 @@ def test_rollout_never_breaks_a_hard_rule(n, seed, scale, budget, channel_cost, 
     assert not (contact & planned["holdout"].to_numpy()).any()
     assert contact.tolist() == planned["decision_reason"].eq("contact").tolist()
     assert planned["offer_level"].isna().tolist() == (~contact).tolist()
-    assert set(planned.loc[contact, "followup_days"]) <= set(range(DELAYS))
+    # a follow-up never falls inside the cooldown: none, or cooldown .. cooldown + DELAYS - 2 days later
+    assert set(planned.loc[contact, "followup_days"]) <= {0, *range(cooldown, cooldown + DELAYS - 1)}
     propensity = planned["propensity"].to_numpy()
     assert ((propensity > 0) & (propensity <= 1)).all()
 
@@ -78,7 +79,7 @@ def test_propensity_is_the_probability_of_the_action_taken():
     planned = rollout(day, cfg, constant_policy([0, np.log(3)], [0, 0, 0, np.log(2)], [0] * 7 + [1]), DS)
     contact = planned["contact"].to_numpy()
     level = planned["offer_level"].fillna(0).to_numpy(dtype=int)
-    delay = planned["followup_days"].fillna(0).to_numpy(dtype=int)
+    delay = rules.followup_choice(planned["followup_days"].fillna(0).to_numpy(dtype=int), cfg)
     p_offer = np.array([1, 1, 1, 2]) / 5
     p_delay = np.where(np.arange(8) == 7, np.e, 1.0) / (7 + np.e)
     expected = np.where(contact, 0.75 * p_offer[level] * p_delay[delay], 0.25)
@@ -118,7 +119,7 @@ def test_sampling_frequencies_match_the_propensities():
     levels = planned.loc[contact, "offer_level"].to_numpy(dtype=int)
     np.testing.assert_allclose(np.bincount(levels, minlength=4) / contact.sum(), p_level, atol=0.03)
     p_delay = np.exp(np.linspace(0, 1, 8)) / np.exp(np.linspace(0, 1, 8)).sum()
-    delays = planned.loc[contact, "followup_days"].to_numpy(dtype=int)
+    delays = rules.followup_choice(planned.loc[contact, "followup_days"].to_numpy(dtype=int), cfg)
     np.testing.assert_allclose(planned.loc[contact, "propensity"], p_contact * p_level[levels] * p_delay[delays])
 
 

@@ -84,7 +84,8 @@ def test_evaluate_masked_log_prob_entropy_and_costs():
                                                   math.log(2) + 0.5 * (math.log(4) + math.log(8))], rtol=1e-6)
     affordable = torch.tensor([[True, True, False, False]] * 3)
     # unmasked: contact 1/2; offers that do not fit 2/4; row 1 in cooldown, row 2 at the fatigue cap
-    np.testing.assert_allclose(raw_costs(p_contact, p_offer, obs, affordable).detach(),
+    breaks = torch.tensor([[False, False], [False, True], [True, False]])  # (fatigue, cooldown)
+    np.testing.assert_allclose(raw_costs(p_contact, p_offer, breaks, affordable).detach(),
                                [[0.25, 0, 0], [0.25, 0, 0.5], [0.25, 0.5, 0]], rtol=1e-6)
 
 

@@ -156,13 +156,13 @@ def test_send_checks_read_send_at_in_the_customers_zone():
     plan = pd.DataFrame({
         "customer_id": ["a", "b", "c", "d", "e"],
         "time_zone": ["America/Chicago", "America/Chicago", "Asia/Kolkata", "Asia/Tokyo", "Europe/Paris"],
-        # a: 08:00 CDT; b: 07:59 CDT; c: 22:30 IST; d: 08:00 JST on the 2nd; e: no send
+        # a: 08:00 CDT; b: 07:59 CDT; c: 22:30 IST; d: 15:00 JST, before the 06:00 UTC window; e: no send
         "send_at": pd.to_datetime(["2026-06-01T13:00Z", "2026-06-01T12:59Z", "2026-06-01T17:00Z",
-                                   "2026-06-01T23:00Z", None], utc=True),
+                                   "2026-06-01T05:59Z", None], utc=True),
     })
-    got = send_checks(plan, "2026-06-01", 22, 8)
+    got = send_checks(plan, "2026-06-01", 22, 8, 6)
     assert got["send_quiet"].tolist() == [False, True, True, False, False]
-    assert got["send_off_day"].tolist() == [False, False, False, True, False]
+    assert got["send_early"].tolist() == [False, False, False, True, False]
 
 
 def test_absurd_values_are_cut_in_rejects():

@@ -160,7 +160,7 @@ def test_facts_for_customer_binds_the_id_as_a_parameter(monkeypatch):
     monkeypatch.setattr(bq, "query", query)
     facts = retain.facts_for_customer(Config(), FACTS["customer_id"], DS)
     assert "WHERE customer_id = @customer_id" in seen["sql"] and "`local.retention.customers`" in seen["sql"]
-    assert seen["params"] == {"ds": pd.Timestamp(DS).date(), "window": 30, "customer_id": "0002-ORFBO"}
+    assert seen["params"] == {"ds": pd.Timestamp(DS).date(), "window": 30, "lookback": 44, "customer_id": "0002-ORFBO"}
     assert facts["snapshot_date"] == DS and facts["days_since_contact"] == 12 and facts["suppressed"] is False
     retain.validate_facts(facts, DS)  # what BigQuery returns passes the facts check as it is
     with pytest.raises(LookupError, match="customer_id='nobody'"):

@@ -1,5 +1,7 @@
-"""send_at: quiet-hours end in each customer's own zone and channel, across DST gaps, repeated hours and
-half-hour (and 45-minute) zones, with exact expected instants."""
+"""send_at: the first instant at or after the day's send window that is outside the quiet hours of each customer's
+own zone and channel, across DST gaps, repeated hours and half-hour (and 45-minute) zones, with exact instants.
+
+`first_send` (a wall time of a local day as an instant) carries the DST cases; `send_at` adds the window."""
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -7,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention.messages.schedule import CHANNEL_QUIET_HOURS, day_start, first_send, in_quiet_hours, send_at
+from retention.messages.schedule import CHANNEL_QUIET_HOURS, day_start, first_allowed, first_send, in_quiet_hours, send_at
 
 
 def _plan(zones, contact=None, channel="email") -> pd.DataFrame:
@@ -30,7 +32,8 @@ def _utc(*stamps) -> list:
     ("2025-11-02", 2, "2025-11-02 07:00"),  # 02:00 EST (02:00 EDT never shows)
 ])
 def test_new_york_across_dst(ds, quiet_end, expected):
-    assert send_at(_plan(["America/New_York"]), ds, 22, quiet_end).tolist() == _utc(expected)
+    day = date.fromisoformat(ds)
+    assert pd.Timestamp(first_send(ZoneInfo("America/New_York"), day, quiet_end)) == _utc(expected)[0]
 
 
 @pytest.mark.parametrize("zone, ds, quiet_end, expected", [
@@ -55,28 +58,33 @@ def test_new_york_across_dst(ds, quiet_end, expected):
     ("America/Havana", "2025-11-02", 0, "2025-11-02 04:00"),      # 00:00 twice: the first, CDT
 ])
 def test_half_hour_and_other_zones(zone, ds, quiet_end, expected):
-    assert send_at(_plan([zone]), ds, 22, quiet_end).tolist() == _utc(expected)
+    assert pd.Timestamp(first_send(ZoneInfo(zone), date.fromisoformat(ds), quiet_end)) == _utc(expected)[0]
 
 
-@pytest.mark.parametrize("zone, ds, channel, expected", [
-    ("America/New_York", "2025-03-09", "email", "2025-03-09 12:00"),   # 08:00 EDT
-    ("America/New_York", "2025-03-09", "app", "2025-03-09 12:00"),
-    ("America/New_York", "2025-03-09", "sms", "2025-03-09 13:00"),     # texts wait for 09:00 EDT
-    ("America/New_York", "2025-11-02", "phone", "2025-11-02 14:00"),   # calls too: 09:00 EST
-    ("Asia/Kolkata", "2025-06-01", "sms", "2025-06-01 03:30"),         # 09:00 +05:30
-    ("America/St_Johns", "2025-03-09", "sms", "2025-03-09 11:30"),     # 09:00 NDT, the day DST began
-    ("Pacific/Chatham", "2025-09-28", "phone", "2025-09-27 19:15"),    # 09:00 +13:45, hours after the jump
+@pytest.mark.parametrize("zone, ds, channel, window, expected", [
+    ("America/New_York", "2025-03-09", "email", 6, "2025-03-09 12:00"),   # window 01:00 EST, quiet: 08:00 EDT
+    ("America/New_York", "2025-03-09", "app", 6, "2025-03-09 12:00"),
+    ("America/New_York", "2025-03-09", "sms", 6, "2025-03-09 13:00"),     # texts wait for 09:00 EDT
+    ("America/New_York", "2025-11-02", "phone", 6, "2025-11-02 14:00"),   # calls too: 09:00 EST
+    ("Asia/Kolkata", "2025-06-01", "sms", 6, "2025-06-01 06:00"),         # 11:30 IST: the window itself
+    ("Asia/Kolkata", "2025-06-01", "email", 0, "2025-06-01 02:30"),       # 05:30 IST is quiet: 08:00 IST
+    ("America/St_Johns", "2025-03-09", "sms", 6, "2025-03-09 11:30"),     # 09:00 NDT, the day DST began
+    ("Pacific/Chatham", "2025-06-15", "email", 6, "2025-06-15 06:00"),    # 18:45 +12:45: never the day before
+    ("Pacific/Chatham", "2025-09-28", "phone", 6, "2025-09-28 06:00"),    # 19:45 +13:45, before the texts' 21:00
+    ("Pacific/Kiritimati", "2025-06-01", "email", 9, "2025-06-01 18:00"),  # 23:00 +14 is quiet: 08:00 next day
+    ("Pacific/Kiritimati", "2025-06-01", "sms", 7, "2025-06-01 19:00"),   # 21:00 is quiet for texts: 09:00
+    ("Pacific/Honolulu", "2025-06-01", "email", 6, "2025-06-01 06:00"),   # 20:00 the evening before, locally
 ])
-def test_channels_with_stricter_quiet_hours(zone, ds, channel, expected):
+def test_send_window_then_quiet_hours(zone, ds, channel, window, expected):
     assert CHANNEL_QUIET_HOURS["sms"] == (21, 9) and CHANNEL_QUIET_HOURS["phone"] == (21, 9)
-    assert send_at(_plan([zone], channel=channel), ds, 22, 8).tolist() == _utc(expected)
+    assert send_at(_plan([zone], channel=channel), ds, 22, 8, window).tolist() == _utc(expected)
 
 
 def test_channel_hours_are_a_parameter_and_unknown_channels_keep_the_default():
     plan = _plan(["UTC"] * 3)
     plan["channel"] = ["sms", "email", "carrier_pigeon"]
-    assert send_at(plan, "2025-01-01", 22, 8, {}).tolist() == _utc(*["2025-01-01 08:00"] * 3)
-    assert send_at(plan, "2025-01-01", 22, 8, {"email": (20, 10)}).tolist() == _utc(
+    assert send_at(plan, "2025-01-01", 22, 8, 6, channel_hours={}).tolist() == _utc(*["2025-01-01 08:00"] * 3)
+    assert send_at(plan, "2025-01-01", 22, 8, 6, channel_hours={"email": (20, 10)}).tolist() == _utc(
         "2025-01-01 08:00", "2025-01-01 10:00", "2025-01-01 08:00")
 
 
@@ -91,8 +99,8 @@ def test_day_start_is_the_later_end_outside_both_windows():
 
 def test_rows_mix_zones_and_non_contacted_get_nat():
     plan = _plan(["Asia/Kolkata", "America/New_York", None, "Asia/Kolkata"], contact=[True, True, False, True])
-    out = send_at(plan, "2025-03-09", 22, 8)
-    assert out.tolist()[:2] == _utc("2025-03-09 02:30", "2025-03-09 12:00")
+    out = send_at(plan, "2025-03-09", 22, 8, 6)
+    assert out.tolist()[:2] == _utc("2025-03-09 06:00", "2025-03-09 12:00")
     assert pd.isna(out[2]) and out[3] == out[0]
     assert str(out.dtype) == "datetime64[us, UTC]" and out.index.equals(plan.index)
 
@@ -106,24 +114,29 @@ def test_unknown_zone_names_the_customer(zone):
     assert send_at(plan, "2025-03-09", 22, 8).notna().tolist() == [True, False]
 
 
-def test_every_send_is_the_first_moment_outside_quiet_hours():
+def test_every_send_is_the_first_moment_outside_quiet_hours_after_the_window():
+    """Every IANA zone, days across DST changes: at or after the window, outside both quiet windows locally, and
+    the first such instant (one second earlier is before the window or quiet)."""
     rng = np.random.default_rng(0)
     zones = sorted(available_timezones())
     days = [date(2025, 1, 1) + timedelta(days=int(d)) for d in rng.integers(0, 365, 12)]
     days += [date(2025, 3, 9), date(2025, 3, 30), date(2025, 10, 5), date(2025, 10, 26), date(2025, 11, 2)]
     for day, channel in zip(days, ["email", "sms", "phone", "app"] * 5):
-        quiet_start, quiet_end = int(rng.integers(18, 24)), int(rng.integers(0, 10))
-        start = day_start(quiet_start, quiet_end, CHANNEL_QUIET_HOURS.get(channel))
-        wall = datetime.combine(day, time(start))
-        out = send_at(_plan(zones, channel=channel), day.isoformat(), quiet_start, quiet_end)
+        quiet_start, quiet_end, window = int(rng.integers(18, 24)), int(rng.integers(0, 10)), int(rng.integers(0, 24))
+        windows = [(quiet_start, quiet_end)] + ([CHANNEL_QUIET_HOURS[channel]] if channel in CHANNEL_QUIET_HOURS else [])
+        opens = datetime.combine(day, time(window), tzinfo=ZoneInfo("UTC"))
+        out = send_at(_plan(zones, channel=channel), day.isoformat(), quiet_start, quiet_end, window)
         for name, at in zip(zones, out.dt.to_pydatetime()):
-            local = at.astimezone(ZoneInfo(name)).replace(tzinfo=None)
-            before = (at - timedelta(seconds=1)).astimezone(ZoneInfo(name)).replace(tzinfo=None)
-            assert local.date() == day, (name, day)
-            assert not in_quiet_hours(local.hour, quiet_start, quiet_end), (name, day)
-            assert not in_quiet_hours(local.hour, *CHANNEL_QUIET_HOURS.get(channel, (0, 0))), (name, day, channel)
-            # the first such instant: one second earlier the clock still read before the day's start
-            assert local >= wall and before < wall, (name, day)
+            quiet = lambda instant: any(in_quiet_hours(instant.astimezone(ZoneInfo(name)).hour, s, e) for s, e in windows)
+            assert at >= opens and not quiet(at), (name, day, channel)
+            assert at == opens or quiet(at - timedelta(seconds=1)), (name, day, channel)
+            assert at - opens < timedelta(hours=27), (name, day)  # the next local morning at the latest
+
+
+def test_first_allowed_never_returns_a_wall_time_that_does_not_exist():
+    # Havana springs forward at 00:00 -> 01:00: with quiet hours ending at 00:00 the send is the jump itself
+    at = first_allowed(ZoneInfo("America/Havana"), datetime(2025, 3, 9, 1, tzinfo=ZoneInfo("UTC")), [(20, 0)])
+    assert at == datetime(2025, 3, 9, 5, tzinfo=ZoneInfo("UTC"))
 
 
 def test_first_send_matches_pandas_shift_forward_in_gaps():
