@@ -108,6 +108,9 @@ def create_app(cfg: Config) -> FastAPI:
             state["not_ready"] = f"no {' or '.join(missing)} champion in {cfg.artifacts / 'models'}"
             return
         try:
+            for model in retain.champions(str(cfg.model_dir("risk")), str(cfg.model_dir("accept"))):
+                # one row per request: XGBoost's OpenMP threads cost more than they save (half the decision's time)
+                model.booster_.set_params(n_jobs=1)
             retain.decide_one(cfg, EXAMPLE, dt.datetime.now(dt.timezone.utc).date().isoformat())
         except (OSError, ValueError) as err:
             state["not_ready"] = f"champions failed to load: {type(err).__name__}: {err}"

@@ -61,6 +61,8 @@ def violations(out: Mapping[str, Any], name: str) -> int:
     """Checks the message fails as it will be sent (0 for a message that passes the shield; 0 without a message)."""
     if out["message"] is None:
         return 0
+    if out["shield_checks"]["action"] == "none":  # the shield's checks ran on this very text
+        return sum(outcome == "fail" for check, outcome in out["shield_checks"].items() if check != "action")
     row = pd.DataFrame([{"customer_id": out["customer_id"], "name": name, "offer_pct": out["offer_pct"]}])
     codes, _ = shield.evaluate(row, pd.Series([out["message"]]), row)
     return sum(int(codes[check][0] != 0) for check in shield.CHECKS)
