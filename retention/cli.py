@@ -278,7 +278,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("plan", help="run the daily plan for one day in this process (Airflow runs the same stages)")
-    s.add_argument("--ds", type=_day, required=True, help="the plan date (YYYY-MM-DD): the customers snapshot it reads and the contact_plan partition it replaces")
+    s.add_argument("--ds", type=_day, required=True,
+                   help="the plan date (YYYY-MM-DD): the snapshot it reads, the contact_plan partition it replaces")
     s.add_argument("--run-id", default="", help="run id (default: cli__<ds>__<random>)")
     s.set_defaults(func=cmd_plan)
 
@@ -286,7 +287,8 @@ def parser() -> argparse.ArgumentParser:
     who = s.add_mutually_exclusive_group(required=True)
     who.add_argument("--customer-id", help="a customer of the --ds snapshot")
     who.add_argument("--json", help="customer facts as JSON (the customers columns; history optional)")
-    s.add_argument("--ds", type=_day, default=today, help="the customers snapshot to decide on (default: today, UTC)")
+    s.add_argument("--ds", type=_day, default=today,
+                   help="the customers snapshot to decide on (default: today, UTC)")
     s.set_defaults(func=cmd_decide)
 
     s = sub.add_parser("serve", help="the online decision service: POST /retain, GET /healthz and /readyz")
@@ -347,11 +349,13 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate_outcomes)
 
     s = sub.add_parser("summary", help="the latest run of a day and an example query over its plan")
-    s.add_argument("--ds", type=_day, default=today, help="the plan date whose latest run to show (default: today, UTC)")
+    s.add_argument("--ds", type=_day, default=today,
+                   help="the plan date whose latest run to show (default: today, UTC)")
     s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser("report", help="the day's data-quality summary and the path of its HTML report")
-    s.add_argument("--ds", type=_day, default=today, help="the plan date whose data-quality results to show (default: today, UTC)")
+    s.add_argument("--ds", type=_day, default=today,
+                   help="the plan date whose data-quality results to show (default: today, UTC)")
     s.set_defaults(func=cmd_report)
     # deploy parses its own arguments (retention/infra/deploy.py), --help included: main() hands them over
     s = sub.add_parser("deploy", add_help=False,
