@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import threading
 import traceback
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from requests import exceptions as http_errors
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retention.config import Config
+from retention.config import REPO_ROOT, Config
 from retention.infra import bq
 from retention.pipeline import retain
 from retention.serve import decisions
@@ -51,10 +52,19 @@ UNAVAILABLE = (google_errors.GoogleAPICallError, google_errors.RetryError, http_
 # request and response
 
 
+def _ranges() -> dict[str, dict[str, float]]:
+    """Field -> {ge, le} of the suite's range rules: checked with the types, so one 422 names a negative charge
+    beside a malformed field (the facts check after it stops at the first kind of problem)."""
+    suite = json.loads((REPO_ROOT / "expectations" / "customers.json").read_text())
+    return {s["kwargs"]["column"]: {"ge": s["kwargs"].get("min_value"), "le": s["kwargs"].get("max_value")}
+            for s in suite if s["expectation"] == "expect_column_values_to_be_between"}
+
+
 CustomerFacts = create_model(
     "CustomerFacts", __config__=ConfigDict(extra="forbid", strict=True),
     customer_id=(str, Field(min_length=1, max_length=64, description="alone: the facts of the day's snapshot")),
-    **{name: (PYTHON[kind] | None, None) for name, kind in retain.fact_types().items() if name != "customer_id"},
+    **{name: (PYTHON[kind] | None, Field(None, **_ranges().get(name, {})))
+       for name, kind in retain.fact_types().items() if name != "customer_id"},
 )
 """One customer's facts: the `customers` columns, history optional (a never-contacted customer when left out)."""
 

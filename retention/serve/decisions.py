@@ -27,6 +27,10 @@ _DECIDING = threading.Lock()
 """One decision computed at a time per process: it is CPU-bound (the GIL serialises it anyway), and the models and
 frames it touches are then never shared between threads; the BigQuery calls around it overlap."""
 
+_LEFT: dict[dt.date, float] = {}
+"""What this process last read was left of each day's online budget: an upper bound for the rest of the day (what is
+reserved only grows), so once a day's budget is gone a request no longer tries an offer it cannot reserve."""
+
 
 @contextlib.contextmanager
 def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
@@ -42,10 +46,12 @@ def decide(cfg: Config, client: bigquery.Client, facts: Mapping[str, Any], ds: s
            timings: dict[str, float]) -> dict[str, Any]:
     """`retain.decide_one` with the day's online budget: an offer is returned only once its cost is reserved.
 
-    The first try decides with the whole online budget (no read); when its reservation is refused, the next decides
-    with what is left, and after ATTEMPTS refusals the decision is made with nothing left (no offer that costs).
+    The first try decides with the whole online budget, or with what this process last read was left of it (no
+    read); when its reservation is refused, the next decides with what is left, and after ATTEMPTS refusals the
+    decision is made with nothing left (no offer that costs).
     """
-    day, left = dt.date.fromisoformat(ds), cfg.online_daily_budget
+    day = dt.date.fromisoformat(ds)
+    left = _LEFT.get(day, cfg.online_daily_budget)
     for _ in range(ATTEMPTS):
         with timed(timings, "decide"), _DECIDING:
             out = retain.decide_one(dataclasses.replace(cfg, daily_budget=left), facts, ds)
@@ -53,6 +59,7 @@ def decide(cfg: Config, client: bigquery.Client, facts: Mapping[str, Any], ds: s
             if out["decision"] == "no_contact" or budget.reserve(client, cfg, day, out["offer_cost"]):
                 return out
             left = budget.remaining(client, cfg, day)
+        _LEFT[day] = min(left, _LEFT.get(day, left))
     with timed(timings, "decide"), _DECIDING:
         return retain.decide_one(dataclasses.replace(cfg, daily_budget=0.0), facts, ds)
 
