@@ -36,11 +36,12 @@ from typing import Any, Iterator
 
 import httpx
 import numpy as np
+import psutil
 
 from retention.config import REPO_ROOT, Config, load_config
 from retention.datasets.seed import customers_from_telco
 from retention.datasets.telco import read_telco
-from retention.infra import bq
+from retention.infra import bq, emulator
 from retention.pipeline import retain
 from retention.serve import budget
 
@@ -61,8 +62,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(online_budget: float) -> Iterator[str]:
-    """`retention serve` on a free loopback port with the online budget given; yields its base URL once ready."""
+def serving(online_budget: float) -> Iterator[tuple[str, psutil.Process]]:
+    """`retention serve` on a free loopback port with the online budget given; yields its base URL and process once
+    ready."""
     port, log = _free_port(), tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     env = {**os.environ, "RETENTION_DATASET": DATASET, "RETENTION_ONLINE_DAILY_BUDGET": str(online_budget)}
     proc = subprocess.Popen([sys.executable, "-m", "retention.cli", "serve", "--port", str(port)], cwd=REPO_ROOT,
@@ -74,7 +76,7 @@ def serving(online_budget: float) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"retention serve did not get ready:\n{Path(log.name).read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield url, psutil.Process(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -118,18 +120,32 @@ def post(http: httpx.Client, url: str, facts: dict, day: dt.date) -> tuple[int, 
     return r.status_code, seconds, phases
 
 
-def latency(url: str, customers: list[dict], n: int) -> dict[str, Any]:
-    """n requests one after another from one client (after 10 not counted, to warm the connection and caches)."""
+def latency(url: str, server: psutil.Process, emulator: psutil.Process | None, customers: list[dict],
+            n: int) -> dict[str, Any]:
+    """n requests one after another from one client (after 10 not counted, to warm the connection and caches), and
+    the CPU seconds the server and the emulator spent on them (what the latency would be on idle cores, BigQuery's
+    network aside)."""
     with httpx.Client() as http:
         for facts in customers[-10:]:
             post(http, url, facts, LATENCY_DAY)
+        cpu = [_cpu(server), _cpu(emulator)]
         start = time.perf_counter()
         results = [post(http, url, facts, LATENCY_DAY) for facts in customers[:n]]
         wall = time.perf_counter() - start
+        cpu = [_cpu(server) - cpu[0], _cpu(emulator) - cpu[1]]
     seconds = np.array([s for _, s, _ in results])
-    server = {k: sum(p.get(k, 0.0) for _, _, p in results) for k in ("total", "decide", "bq")}
+    timings = {k: sum(p.get(k, 0.0) for _, _, p in results) for k in ("total", "decide", "bq")}
     return {"requests": n, "errors": sum(status != 200 for status, _, _ in results), **_percentiles(seconds),
-            "requests_per_s": n / wall, "client_s": float(seconds.sum()), "server_s": server}
+            "requests_per_s": n / wall, "client_s": float(seconds.sum()), "server_s": timings,
+            "server_cpu_ms": 1000 * cpu[0] / n, "emulator_cpu_ms": 1000 * cpu[1] / n}
+
+
+def _cpu(process: psutil.Process | None) -> float:
+    """User + system CPU seconds of a process and its children so far (0 without one)."""
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def decide_split(cfg: Config, customers: list[dict], n: int) -> dict[str, float]:
@@ -240,11 +256,13 @@ def main(argv: list[str] | None = None) -> None:
         reset(client, cfg, day)
 
     print(f"latency: {args.requests} sequential requests ...", flush=True)
-    with serving(online_budget=1e12) as url:
-        lat = latency(url, customer_facts(cfg, LATENCY_DAY), args.requests)
+    emu_pid = emulator.pid(emulator.for_config(cfg)) if cfg.bq_endpoint else None
+    with serving(online_budget=1e12) as (url, server):
+        lat = latency(url, server, emu_pid and psutil.Process(emu_pid), customer_facts(cfg, LATENCY_DAY),
+                      args.requests)
     split = decide_split(cfg, customer_facts(cfg, LATENCY_DAY), min(args.requests, 100))
     print(f"load: {args.clients} clients for {args.seconds:.0f} s, online budget {args.budget:,.0f} ...", flush=True)
-    with serving(online_budget=args.budget) as url:
+    with serving(online_budget=args.budget) as (url, _):
         loaded = load(url, customer_facts(cfg, LOAD_DAY), args.clients, args.seconds)
     money = overspend(client, cfg, LOAD_DAY, args.budget)
 
@@ -267,6 +285,8 @@ def report(r: dict[str, Any]) -> str:
                      f"{x['p99_ms']:>9.1f}{x['requests_per_s']:>9.1f}")
     mark = "ok" if lat["p99_ms"] < TARGET_P99_MS else "MISS"
     lines.append(f"\np99 with one client {lat['p99_ms']:.1f} ms: {mark} (aim < {TARGET_P99_MS:.0f} ms)")
+    lines.append(f"CPU per sequential request: server {lat['server_cpu_ms']:.1f} ms, BigQuery emulator "
+                 f"{lat['emulator_cpu_ms']:.1f} ms (the latency on idle cores, about)")
     lines.append("share of a sequential request's time: " + ", ".join(f"{k} {v:.0%}" for k, v in r["shares"].items()))
     lines.append(f"load-test budget: {money['budget']:,.2f}, reserved {money['reserved']:,.2f}, logged "
                  f"{money['logged_cost']:,.2f} over {money['offers']} offers in {money['decisions']:,} decisions; "
