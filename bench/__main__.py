@@ -2,6 +2,7 @@
 
     python -m bench                              # all scales, ratios at 100k
     python -m bench --scales 10000,100000 --ratio-rows 100000 --decide-rows 100000
+    python -m bench --serve                      # then POST /retain latency and load (bench.serve, its defaults)
 
 Each scale runs in its own process (`bench.scale`) so its peak memory is its own. Prints a table and
 writes the same records to <artifact root>/bench/latest.json, plus a log-log plot of seconds per stage
@@ -19,6 +20,7 @@ import numpy as np
 
 from bench import policy as bench_policy
 from bench import ratios
+from bench import serve as bench_serve
 from retention.config import REPO_ROOT, load_config
 from retention.deciding.policy import agent_policy, load_policy
 from retention.deciding.network import Agent
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shards", type=int, default=4, help="at the largest scale, also score in this many shards")
     p.add_argument("--profile", default="", help="stages to profile with pyinstrument at the largest scale "
                                                  "(their times then include the profiler's overhead)")
+    p.add_argument("--serve", action="store_true", help="then the online service's latency and load test "
+                                                        "(`python -m bench.serve` with its defaults)")
     args = p.parse_args(argv)
     cfg = load_config({"dataset": "bench"})
     records = run_scales([int(s) for s in args.scales.split(",")], args.ds, args.shards, args.profile)
@@ -139,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table(ratio_records))
     print("\nCost growth, fitted log-log slope per stage: " + ", ".join(f"{k} {v}" for k, v in fitted.items()))
     print(f"\nwrote {out_dir / 'latest.json'} and {out_dir / 'scaling.png'}")
+    if args.serve:
+        print("\nPOST /retain (bench.serve)", flush=True)
+        bench_serve.main([])
 
 
 if __name__ == "__main__":
