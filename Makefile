@@ -84,11 +84,13 @@ airflow: setup bq-up $(AIRFLOW_HOME)/.migrated
 	  $(BIN)/airflow standalone
 
 # The online decision service (POST /retain, /healthz, /readyz, /docs) on localhost:$(SERVE_PORT); missing tabular and
-# policy champions are trained first (quick profile), as for the bench. Ctrl-C stops it.
+# policy champions are trained first (quick profile), as for the bench. Messages from the template unless
+# SERVE_GENERATOR says otherwise (an LLM on CPU takes seconds a message). Ctrl-C stops it.
 SERVE_PORT ?= 8000
+SERVE_GENERATOR ?= template
 serve: setup bq-up
 	$(BIN)/retention train --missing --profile quick
-	$(BIN)/retention serve --port $(SERVE_PORT)
+	RETENTION_GENERATOR=$(SERVE_GENERATOR) $(BIN)/retention serve --port $(SERVE_PORT)
 
 # make deploy BUCKET=gs://<composer-bucket> [DATASETS=dir] [DRY=1]
 deploy: setup
