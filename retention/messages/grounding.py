@@ -39,7 +39,7 @@ OTHER_CURRENCIES = ("cent", "cents", "euro", "euros", "pound", "pounds", "quid",
 
 ALLOWED_CAPS = frozenset(
     "I I'm I'll I'd I've OK Ok YES Yes STOP HELP Help Reply Tap Text Thank Thanks Please Mr Mrs Ms Mx Dr Team "
-    "Customer Care Support Service Account DSL Fiber Optic Internet TV Wi-Fi WiFi".split())
+    "Customer Care Support Service Account DSL Fiber Optic Fiber-optic Fiber-Optic Internet TV Wi-Fi WiFi".split())
 """Words that may be capitalised inside a sentence without being a proper noun."""
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
