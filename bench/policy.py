@@ -21,8 +21,8 @@ import torch
 
 from bench.ratios import _ratio, best_of
 from retention.deciding.decide import decide_plan
+from retention.config import CHANNELS, Config, load_config
 from retention.deciding import rules
-from retention.config import Config, load_config
 from retention.deciding.sampler import DELAYS, OBS
 from retention.deciding.policy import BLOCK, Policy, agent_policy, load_policy
 from retention.deciding.network import Agent
@@ -116,6 +116,7 @@ def synthetic_day(n: int, seed: int = 0) -> pd.DataFrame:
         "suppressed": rng.random(n) < 0.03,
         "days_since_contact": rng.choice([1, 3, 6, 7, 8, 30, 999, 999, 999, 999], n),
         "contacts_in_window": rng.choice([0, 0, 0, 1, 2, 3, 4], n),
+        "channel": pd.Categorical.from_codes(rng.integers(0, len(CHANNELS), n), CHANNELS).astype("str"),
     })
 
 

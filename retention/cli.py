@@ -99,7 +99,14 @@ def cmd_decide(cfg: Config, args: argparse.Namespace) -> None:
         sys.exit(f"--json is not valid JSON: {err}")
     if not isinstance(facts, dict):
         sys.exit(f"--json must be an object of customer facts, not {type(facts).__name__}")
-    print(json.dumps(retain.decide_one(cfg, facts, args.ds), indent=1, default=str))
+    retain.validate_facts(facts, args.ds)  # bad facts are named before anything is asked of BigQuery
+    published = None if args.full_budget else retain.published_budget_left(cfg, args.ds)
+    if published is None:
+        left, source = None, ("the full daily budget (--full-budget)" if args.full_budget else
+                              f"the full daily budget: no plan was published for {args.ds}")
+    else:
+        left, source = published
+    print(json.dumps(retain.decide_one(cfg, facts, args.ds, left, source), indent=1, default=str))
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> None:
@@ -209,11 +216,12 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
         sys.exit(f"no run recorded in plan_runs for {args.ds}")
     run = runs.iloc[0]
     print(f"\nRun {run['run_id']} for {args.ds}")
-    for key in ("customers", "rejected", "contacted", "holdout", "budget", "spend",
-                "expected_net_revenue", "violations", "report_uri"):
-        print(f"  {key:<22}{run[key]}")
-    print(f"  {'stage_seconds':<22}{run['stage_seconds']}")
-    print(f"  {'model_versions':<22}{run['model_versions']}")
+    for key in ("customers", "rejected", "contacted", "contact_rate", "messages", "followups", "holdout", "budget",
+                "spend", "expected_net_revenue", "incremental_customers", "expected_cost",
+                "cost_per_incremental_customer", "roi", "violations", "report_uri"):
+        print(f"  {key:<30}{run[key]}")
+    print(f"  {'stage_seconds':<30}{run['stage_seconds']}")
+    print(f"  {'model_versions':<30}{run['model_versions']}")
     day = dt.date.fromisoformat(args.ds)
     messages = bq.query(client, cfg, bq.sql_text("summary_messages", cfg), ds=day)
     print("\nMessages by generator and shield action:")
@@ -289,6 +297,9 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--json", help="customer facts as JSON (the customers columns; history optional)")
     s.add_argument("--ds", type=_day, default=today,
                    help="the customers snapshot to decide on (default: today, UTC)")
+    s.add_argument("--full-budget", action="store_true",
+                   help="decide with the whole daily budget; by default with what the day's published plan left of it "
+                        "(the whole budget when no plan was published); the output's `budget` says which")
     s.set_defaults(func=cmd_decide)
 
     s = sub.add_parser("serve", help="the online decision service: POST /retain, GET /healthz and /readyz")

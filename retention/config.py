@@ -40,7 +40,15 @@ class Config:
     offer_pcts: tuple[float, ...] = (0.0, 0.05, 0.10, 0.15)
     """Discount of offer levels 0..3 as fractions."""
     channel_cost: float = 0.0
-    """Per-contact channel cost, charged to the budget with the offer."""
+    """Extra cost per message on every channel (agency fees, say), added to channel_costs."""
+    channel_costs: tuple[float, ...] = (0.01, 0.05, 4.00, 0.005)
+    """Cost of one message per channel, in CHANNELS order (email, sms, phone, app); see the README for sources."""
+    offer_efficacy: tuple[float, ...] = (0.10, 0.40, 0.50, 0.60)
+    """Per offer level, the share of would-be churners who accept it and then stay (a check-in saves few)."""
+    contact_backfire: float = 0.03
+    """Relative rise in churn risk of a contacted customer who does not accept: a contact reminds some to leave."""
+    world: str = "base"
+    """The simulator's world (simulation/worlds.py): base | no_history | fatigue | backfire."""
     fatigue_cap: int = 3
     """Most contacts per customer inside the fatigue window (today's included)."""
     fatigue_window_days: int = 30
@@ -161,6 +169,10 @@ ENV = {
     "RETENTION_BQ_LABELS": "bq_labels",
     "RETENTION_DAILY_BUDGET": "daily_budget",
     "RETENTION_OFFER_PCTS": "offer_pcts",
+    "RETENTION_CHANNEL_COSTS": "channel_costs",
+    "RETENTION_OFFER_EFFICACY": "offer_efficacy",
+    "RETENTION_CONTACT_BACKFIRE": "contact_backfire",
+    "RETENTION_WORLD": "world",
     "RETENTION_CHANNEL_COST": "channel_cost",
     "RETENTION_FATIGUE_CAP": "fatigue_cap",
     "RETENTION_FATIGUE_WINDOW_DAYS": "fatigue_window_days",
@@ -240,6 +252,13 @@ def _check(cfg: Config) -> None:
         raise ValueError(f"config generator={cfg.generator!r}: expected one of {GENERATORS}")
     if len(cfg.offer_pcts) != 4 or any(not 0 <= p < 1 for p in cfg.offer_pcts):
         raise ValueError(f"config offer_pcts={cfg.offer_pcts}: expected four fractions in [0, 1)")
+    if len(cfg.channel_costs) != len(CHANNELS) or any(not c >= 0 for c in cfg.channel_costs):
+        raise ValueError(f"config channel_costs={cfg.channel_costs}: expected {len(CHANNELS)} costs >= 0, in the "
+                         f"order {CHANNELS}")
+    if len(cfg.offer_efficacy) != 4 or any(not 0 <= e <= 1 for e in cfg.offer_efficacy):
+        raise ValueError(f"config offer_efficacy={cfg.offer_efficacy}: expected four fractions in [0, 1]")
+    if not 0 <= cfg.contact_backfire < 1:
+        raise ValueError(f"config contact_backfire={cfg.contact_backfire}: expected a fraction in [0, 1)")
     if not 0 <= cfg.holdout_share < 1:
         raise ValueError(f"config holdout_share={cfg.holdout_share}: expected a fraction in [0, 1)")
     for name in ("quiet_start_hour", "quiet_end_hour", "send_window_start_hour"):

@@ -6,7 +6,7 @@
 WITH plans AS (
   SELECT p.plan_date, p.customer_id, p.policy_model, p.churn_risk, p.accept_prob_0, p.accept_prob_1,
          p.accept_prob_2, p.accept_prob_3, p.contact, p.offer_level, p.offer_pct, p.followup_days,
-         p.propensity, p.decision_reason, c.customer_value
+         p.propensity, p.decision_reason, c.customer_value, c.channel
   FROM `{project}.{dataset}.contact_plan` AS p
   JOIN `{project}.{dataset}.customers` AS c ON c.customer_id = p.customer_id AND c.snapshot_date = p.plan_date
   WHERE p.plan_date BETWEEN @start AND @end AND NOT p.holdout AND p.decision_reason != 'suppressed'

@@ -53,12 +53,14 @@ def bq_client(cfg):
 
 @pytest.fixture(scope="session")
 def champions(cfg):
-    """Real risk, accept and policy champions trained once per session with the quick profile."""
+    """Real risk, accept and policy champions trained once per session: the tabular models with the quick profile,
+    the policy with the smoke profile (the whole training and four-world evaluation on a 1,500-customer sample)."""
     from retention.infra import jobs
 
     for name in ("risk", "accept", "policy"):
         if not (cfg.model_dir(name) / "metrics.json").exists():
-            jobs.run_local(f"train_{name}", jobs.common_args(cfg) + ["--profile", "quick"])
+            profile = "smoke" if name == "policy" else "quick"
+            jobs.run_local(f"train_{name}", jobs.common_args(cfg) + ["--profile", profile])
     return {name: cfg.model_dir(name) for name in ("risk", "accept", "policy")}
 
 

@@ -2,11 +2,14 @@
 and the no-contact and top-risk rules the policy is measured against."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from retention.config import Config
-from retention.deciding.rules import LEVELS, REASON, budget_pass, expected_values, offer_costs, plan_frame, reason_codes
+from retention.deciding.rules import (LEVELS, REASON, accept_probs, action_values, budget_pass, expected_values,
+                                      followup_days, offer_costs, plan_frame, reason_codes)
 from retention.hashing import holdout_mask
 
 POLICY_MODEL = "greedy_ev"
@@ -15,8 +18,22 @@ GREEDY_FOLLOWUP = 1
 """The rules' follow-up choice: one follow-up as soon as the cooldown allows (rules.followup_days)."""
 
 
-def decide_greedy(day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+@dataclass(frozen=True)
+class GreedyRule:
+    """A rule champion: greedy EV with one fixed follow-up choice, promoted when no learned policy beat the
+    strongest rule in every simulated world (training/train_policy.py)."""
+    followup: int
+    version: str
+
+    def decide(self, day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+        return decide_greedy(day, cfg, self.followup, f"{POLICY_MODEL}:{self.version}")
+
+
+def decide_greedy(day: pd.DataFrame, cfg: Config, followup: int = GREEDY_FOLLOWUP,
+                  model: str = POLICY_MODEL) -> pd.DataFrame:
     """The greedy expected-value rule under the hard rules; `day` plus the decision columns.
+
+    followup: the follow-up choice every contact gets (0 none, j >= 1 `rules.followup_days`).
 
     Round r offers every unfunded eligible customer their best untried level with positive EV and runs the
     budget pass over those offers with what is left; a customer whose best offer did not fit falls back to a
@@ -46,8 +63,9 @@ def decide_greedy(day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     reason = np.where(reason != 0, reason,
                       np.where(contact, REASON["contact"], np.where(candidate, REASON["budget"], REASON["low_value"])))
 
-    return plan_frame(day, cfg, contact, level, np.full(n, GREEDY_FOLLOWUP), np.ones(n), holdout, reason,
-                      POLICY_MODEL, expected=ev[rows, level])
+    delay = np.full(n, followup)
+    expected = action_values(ev[rows, level], accept_probs(day)[rows, level], followup_days(delay, cfg))
+    return plan_frame(day, cfg, contact, level, delay, np.ones(n), holdout, reason, model, expected=expected)
 
 
 def no_contact(day: pd.DataFrame, cfg: Config, ds=None) -> pd.DataFrame:

@@ -22,12 +22,15 @@ import torch
 
 from retention.config import Config
 from retention.deciding import rules
+from retention.deciding.greedy import GreedyRule
 from retention.deciding.network import Agent
 from retention.deciding.sampler import DELAYS, NOISE, Decisions, candidate_order, decide_day, observe
 from retention.hashing import decision_noise, stable_hash, unit_interval
 
 MODEL_FILE = "policy.pt"
 CONFIG_FILE = "policy.json"
+RULE_FILE = "rule.json"
+"""Written instead of promoting the network when it did not beat the strongest rule: the rule is the champion."""
 BLOCK = 1024
 """Candidates per forward pass: the budget state the policy sees is refreshed once per block."""
 RANDOM = "random"
@@ -77,9 +80,13 @@ def save_policy(agent: Agent, directory: str | Path, version: str, config: dict)
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=str))
 
 
-def load_policy(directory: str | Path) -> Policy | None:
-    """The policy saved in `directory` (e.g. cfg.model_dir("policy")), or None when none is there (greedy rule)."""
+def load_policy(directory: str | Path) -> Policy | GreedyRule | None:
+    """The policy champion saved in `directory` (e.g. cfg.model_dir("policy")): the trained network, or the rule
+    its evaluation chose instead (rule.json), or None when nothing is there (the default greedy rule)."""
     directory = Path(directory)
+    if (directory / RULE_FILE).is_file():
+        rule = json.loads((directory / RULE_FILE).read_text())
+        return GreedyRule(int(rule["followup"]), rule["version"])
     if not (directory / CONFIG_FILE).is_file():
         return None
     meta = json.loads((directory / CONFIG_FILE).read_text())
@@ -104,7 +111,9 @@ class Rolled:
     code: np.ndarray
     """The first hard rule each row breaks, as an index into rules.REASONS (0: none)."""
     ev: np.ndarray
-    """(queue, 4) rules.expected_values of the queue rows."""
+    """(queue, 4) rules.expected_values of the queue rows (one message)."""
+    accept: np.ndarray
+    """(queue, 4) their acceptance probabilities."""
 
     @property
     def reason(self) -> np.ndarray:
@@ -112,8 +121,13 @@ class Rolled:
         return np.asarray(rules.REASONS)[self.code]
 
 
-def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = False) -> Rolled:
-    """Run `policy` over the day's candidates in order under the hard rules (see the module docstring)."""
+def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = False,
+         budget_left: float | None = None) -> Rolled:
+    """Run `policy` over the day's candidates in order under the hard rules (see the module docstring).
+
+    budget_left: what is left of cfg.daily_budget when the first candidate's turn comes (all of it by default): one
+    customer decided with the budget left at their turn in the day's plan gets the plan's decision.
+    """
     hashes = stable_hash(day["customer_id"])
     holdout = unit_interval(hashes) < cfg.holdout_share  # hashing.holdout_mask without hashing twice
     code = rules.reason_codes(day, cfg, holdout)
@@ -125,15 +139,19 @@ def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = Fal
     accept = rules.accept_probs(day, queue)
     obs = observe(risk, accept, day["days_since_contact"].to_numpy()[queue],
                   day["contacts_in_window"].to_numpy()[queue], cfg)
-    costs = rules.committed_costs(value, cfg)
+    message_cost = rules.message_costs(day, cfg, queue)
+    ev = rules.offer_values(accept, value, risk, message_cost, cfg)
+    costs = rules.worth_making(rules.committed_costs(value, message_cost, cfg), ev)
     decisions = decide_day(obs, costs, code[queue] == 0, cfg.daily_budget,
-                           decision_noise(hashes[queue], _as_date(ds), NOISE), policy.logits, policy.block, propose)
-    return Rolled(queue, decisions, holdout, code, rules.offer_values(accept, value, risk, cfg))
+                           decision_noise(hashes[queue], _as_date(ds), NOISE), policy.logits, policy.block, propose,
+                           budget_left)
+    return Rolled(queue, decisions, holdout, code, ev, accept)
 
 
-def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds) -> pd.DataFrame:
-    """`day` plus the plan's decision columns (`rules.plan_frame`), decided by `policy` (ds seeds the sampling)."""
-    return rollout_frame(day, cfg, policy, roll(day, cfg, policy, ds))
+def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds, budget_left: float | None = None) -> pd.DataFrame:
+    """`day` plus the plan's decision columns (`rules.plan_frame`), decided by `policy` (ds seeds the sampling);
+    budget_left: see `roll`."""
+    return rollout_frame(day, cfg, policy, roll(day, cfg, policy, ds, budget_left=budget_left))
 
 
 def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> pd.DataFrame:
@@ -150,7 +168,9 @@ def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> 
     best = functools.reduce(np.maximum, r.ev[passed].T)  # = max(axis=1), a column at a time
     code[passed] = np.where(best > 0, rules.REASON["wait"], rules.REASON["low_value"])
     expected = np.zeros(n)
-    expected[q[d.contact]] = r.ev[d.contact, d.level[d.contact]]
+    took = np.flatnonzero(d.contact)
+    expected[q[took]] = rules.action_values(r.ev[took, d.level[took]], r.accept[took, d.level[took]],
+                                            rules.followup_days(d.delay[took], cfg))
     reason = r.code.copy()
     reason[q] = code
     return rules.plan_frame(day, cfg, contact, level, delay, propensity, r.holdout, reason, policy.version, expected)

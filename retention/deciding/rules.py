@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retention.config import Config
+from retention.config import CHANNELS, Config
 from retention.hashing import holdout_mask
 
 LEVELS = 4
@@ -85,20 +85,51 @@ def eligibility(day: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]
 
 
 def expected_values(day: pd.DataFrame, cfg: Config) -> np.ndarray:
-    """(n, 4) expected net revenue retained by contacting with offer level k.
-
-    EV_k = accept_prob_k * customer_value * (churn_risk - offer_pct_k) - channel_cost.
-    An accepted offer keeps a customer who would have churned (probability churn_risk) for a year at the discounted
-    price, value * (1 - pct), and gives the discount, value * pct, to one who would have stayed (1 - churn_risk):
-    risk * (1 - pct) - (1 - risk) * pct = risk - pct. Every contact pays the channel cost, accepted or not.
-    """
+    """(n, 4) expected incremental net revenue of one message with offer level k to each row of `day`."""
     value, risk = day["customer_value"].to_numpy(dtype=np.float64), day["churn_risk"].to_numpy(dtype=np.float64)
-    return offer_values(accept_probs(day), value, risk, cfg)
+    return offer_values(accept_probs(day), value, risk, message_costs(day, cfg), cfg)
 
 
-def offer_values(accept: np.ndarray, value: np.ndarray, risk: np.ndarray, cfg: Config) -> np.ndarray:
-    """`expected_values` from arrays: accept (n, 4), value and risk (n,)."""
-    return accept * value[:, None] * (risk[:, None] - np.asarray(cfg.offer_pcts)) - cfg.channel_cost
+def offer_values(accept: np.ndarray, value: np.ndarray, risk: np.ndarray, message_cost: np.ndarray,
+                 cfg: Config) -> np.ndarray:
+    """(n, 4) expected incremental net revenue of one message with offer k: the churn it prevents against no
+    contact, times the customer's value, less the expected discount and the message.
+
+    EV_k = value * (risk * (a_k * e_k - (1 - a_k) * b) - a_k * pct_k) - message_cost, with a_k the acceptance,
+    e_k the offer's efficacy (share of would-be churners who accept and then stay) and b the backfire (relative rise
+    in risk of a contacted customer who does not accept). A check-in (pct 0, small e_0) is worth sending only to
+    customers likely to respond; a discount only where the risk it removes outweighs what it gives away.
+    """
+    lift = risk[:, None] * (accept * np.asarray(cfg.offer_efficacy) - (1.0 - accept) * cfg.contact_backfire)
+    return value[:, None] * (lift - accept * np.asarray(cfg.offer_pcts)) - np.asarray(message_cost)[:, None]
+
+
+def action_values(ev: np.ndarray, accept: np.ndarray, followup: np.ndarray) -> np.ndarray:
+    """Expected incremental net revenue of a whole action: the first message's `ev`, plus, with a follow-up, the
+    same offer once more to the customers who did not accept the first (1 - accept of them)."""
+    return np.where(np.asarray(followup) > 0, ev * (2.0 - accept), ev)
+
+
+def campaign_figures(plan: pd.DataFrame, cfg: Config) -> dict[str, float]:
+    """What a finished plan is expected to achieve, in the plan's own model: messages (contacts and follow-ups),
+    the contact rate, incremental customers kept (churn prevented against no contact), the expected cost (discounts
+    to acceptors and messages), the cost per incremental customer and the ROI (expected net revenue / cost)."""
+    took = plan[plan["contact"].to_numpy(dtype=bool)]
+    rows, level = np.arange(len(took)), took["offer_level"].to_numpy(dtype=np.int64)
+    accept = accept_probs(took)[rows, level]
+    follow = took["followup_days"].to_numpy(dtype=np.int64) > 0
+    tries = np.where(follow, 2.0 - accept, 1.0)  # a follow-up reaches those who did not accept the first message
+    lift = took["churn_risk"].to_numpy(np.float64) * (accept * np.asarray(cfg.offer_efficacy)[level]
+                                                      - (1.0 - accept) * cfg.contact_backfire)
+    value = took["customer_value"].to_numpy(np.float64)
+    cost = accept * tries * value * np.asarray(cfg.offer_pcts)[level] + message_costs(took, cfg) * (1 + follow)
+    customers, spent = float((lift * tries).sum()), float(cost.sum())
+    net = float(took["expected_value"].sum())
+    return {"messages": int(len(took) + follow.sum()), "followups": int(follow.sum()),
+            "contact_rate": round(len(took) / max(len(plan), 1), 4),
+            "incremental_customers": round(customers, 2), "expected_cost": round(spent, 2),
+            "cost_per_incremental_customer": round(spent / customers, 2) if customers > 0 else None,
+            "roi": round(net / spent, 3) if spent > 0 else None}
 
 
 def accept_probs(day: pd.DataFrame, rows=slice(None)) -> np.ndarray:
@@ -107,22 +138,43 @@ def accept_probs(day: pd.DataFrame, rows=slice(None)) -> np.ndarray:
     return np.stack([day[f"accept_prob_{k}"].to_numpy(dtype=np.float64)[rows] for k in range(LEVELS)], axis=1)
 
 
+def message_costs(day: pd.DataFrame, cfg: Config, rows=slice(None)) -> np.ndarray:
+    """(n,) cost of one message to each row's channel (see `channel_message_costs`)."""
+    return channel_message_costs(day["channel"].to_numpy()[rows], cfg, day["customer_id"].to_numpy()[rows])
+
+
+def channel_message_costs(channels, cfg: Config, customer_ids=None) -> np.ndarray:
+    """(n,) cfg.channel_costs of each channel plus cfg.channel_cost; a ValueError names a row of unknown channel."""
+    codes = pd.Categorical(channels, categories=CHANNELS).codes
+    if np.any(codes < 0):
+        bad = int(np.flatnonzero(codes < 0)[0])
+        who = f"customer_id={customer_ids[bad]!r}: " if customer_ids is not None else ""
+        raise ValueError(f"{who}field channel={channels[bad]!r} not in {CHANNELS}")
+    return np.asarray(cfg.channel_costs, dtype=np.float64)[codes] + cfg.channel_cost
+
+
 def offer_costs(day: pd.DataFrame, cfg: Config) -> np.ndarray:
     """(n, 4) committed worst-case cost of each offer level for the rows of `day` (see `committed_costs`)."""
-    return committed_costs(day["customer_value"].to_numpy(dtype=np.float64), cfg)
+    return committed_costs(day["customer_value"].to_numpy(dtype=np.float64), message_costs(day, cfg), cfg)
 
 
-def committed_costs(value: np.ndarray, cfg: Config) -> np.ndarray:
-    """(n, 4) committed worst-case cost of offer level k for customers of `value` (n,)."""
-    return offer_cost(value[:, None], np.asarray(cfg.offer_pcts), cfg)
+def committed_costs(value: np.ndarray, message_cost: np.ndarray, cfg: Config) -> np.ndarray:
+    """(n, 4) what offer level k commits before its follow-up is chosen: the whole discount and both messages."""
+    return offer_cost(value[:, None], np.asarray(cfg.offer_pcts), np.asarray(message_cost)[:, None] * MESSAGES_PER_CONTACT)
 
 
-def offer_cost(value, pct, cfg: Config):
-    """The committed worst case of one offer: the whole discount, customer_value * pct, plus the channel cost.
+def offer_cost(value, pct, messages_cost):
+    """The committed worst case of one offer: the whole discount, customer_value * pct, plus its messages.
 
     Charged in full whether or not the customer accepts, so the sum over a plan bounds what it can cost.
     """
-    return value * pct + cfg.channel_cost
+    return value * pct + messages_cost
+
+
+def worth_making(costs: np.ndarray, ev: np.ndarray) -> np.ndarray:
+    """`costs` with the offers whose expected incremental value does not beat their cost made unaffordable (inf):
+    no contact, a 0 % check-in included, is made unless it is expected to earn more than it costs."""
+    return np.where(ev > 0, costs, np.inf)
 
 
 # budget pass
@@ -167,7 +219,8 @@ def violations(plan: pd.DataFrame, cfg: Config) -> dict[str, int]:
     """
     contact = plan["contact"].to_numpy(dtype=bool)
     pct = plan["offer_pct"].to_numpy(dtype=np.float64, na_value=np.nan)
-    committed = offer_cost(plan["customer_value"].to_numpy(dtype=np.float64), pct, cfg)
+    messages = 1 + (plan["followup_days"].fillna(0).to_numpy(dtype=np.int64) > 0)
+    committed = offer_cost(plan["customer_value"].to_numpy(dtype=np.float64), pct, message_costs(plan, cfg) * messages)
     spend = float(committed[contact].sum())
     return {
         "budget": int(spend > cfg.daily_budget + BUDGET_TOL),
@@ -186,15 +239,17 @@ def plan_frame(day, cfg: Config, contact, level, delay, propensity, holdout, rea
     delay: the follow-up choice 0..DELAYS-1 (see `followup_days`); reason: indices into REASONS; expected: each row's expected value at `level` (read where contacted only;
     `expected_values` by default).
     """
-    pct = np.asarray(cfg.offer_pcts)[level]
+    pct, days = np.asarray(cfg.offer_pcts)[level], followup_days(delay, cfg)
     if expected is None:
-        expected = expected_values(day, cfg)[np.arange(len(day)), level]
+        rows = np.arange(len(day))
+        expected = action_values(expected_values(day, cfg)[rows, level], accept_probs(day)[rows, level], days)
     return day.assign(
         contact=contact,
         offer_level=pd.arrays.IntegerArray(np.asarray(level, dtype=np.int64), ~contact),
         offer_pct=np.where(contact, pct, np.nan),
-        offer_cost=np.where(contact, offer_cost(day["customer_value"].to_numpy(dtype=np.float64), pct, cfg), 0.0),
-        followup_days=pd.arrays.IntegerArray(followup_days(delay, cfg), ~contact),
+        offer_cost=np.where(contact, offer_cost(day["customer_value"].to_numpy(dtype=np.float64), pct,
+                                                message_costs(day, cfg) * (1 + (days > 0))), 0.0),
+        followup_days=pd.arrays.IntegerArray(days, ~contact),
         expected_value=np.where(contact, expected, 0.0),
         propensity=np.asarray(propensity, dtype=np.float64),
         holdout=holdout,

@@ -57,6 +57,9 @@ class Decisions:
     """(n, 3) the same draw unmasked (contact, level, delay), when asked for: what the policy would do unenforced."""
     obs: np.ndarray
     spent: float
+    before: np.ndarray
+    """The budget left at each row's turn: decided alone with this much left (`decide_day(left=...)`, block 1), a
+    row gets the same action."""
 
 
 def _open_costs(costs, eligible) -> np.ndarray:
@@ -130,15 +133,17 @@ def action_log_prob(lc, lo, offer_ok, can, contact, level, delay_logp) -> np.nda
 
 
 def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget: float, u: np.ndarray,
-               logits_fn: Callable, block: int, propose: bool = False) -> Decisions:
+               logits_fn: Callable, block: int, propose: bool = False, left: float | None = None) -> Decisions:
     """Decide a day's candidates in order, `block` rows per forward pass, the budget state refreshed per block.
 
     obs (n, 9) in processing order (budget column filled here); costs (n, 4) committed cost per level;
     eligible (n,) False where the contact rules forbid a contact; u (n, NOISE) uniforms in (0, 1);
-    logits_fn(obs) -> (contact (b, 2), offer (b, 4), delay (b, 8)) logits; propose: also keep the unmasked draws.
+    logits_fn(obs) -> (contact (b, 2), offer (b, 4), delay (b, 8)) logits; propose: also keep the unmasked draws;
+    left: the budget left when the first row's turn comes (the whole budget by default).
     Only the forward pass and the budget-sequential draw run per block; the rest runs once over the day.
     """
-    n, left = len(obs), float(budget)
+    n, left = len(obs), float(budget if left is None else left)
+    start = left
     obs, cheapest = obs.copy(), _cheapest(costs, eligible)
     log_u, log_1mu, gumbel = np.log(u[:, 0]), np.log1p(-u[:, 0]), np.log(-np.log(u[:, 1:1 + rules.LEVELS]))
     # delay logits by column (Fortran order): its softmax reduces along the short axis, fast only this way round
@@ -159,7 +164,7 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
     logp = action_log_prob(lc, lo, eligible[contact, None] & affordable[contact], can, contact, level, delay_logp)
     proposal = np.stack([wants, (lo - gumbel).argmax(axis=1), delay], axis=1).astype(np.int64) if propose else None
     return Decisions(contact, np.where(contact, level, 0), delay, logp, np.stack([np.ones(n, dtype=bool), can], axis=1),
-                     affordable, proposal, obs, float(budget - left))
+                     affordable, proposal, obs, float(start - left), before)
 
 
 def delay_log_prob(ld, delay) -> np.ndarray:

@@ -144,10 +144,25 @@ def ensure_tables(bq: bigquery.Client, cfg: Config) -> None:
         if table in PARTITION_FILTER_REQUIRED and not created.require_partition_filter:  # made before the rule
             created.require_partition_filter = True
             created = bq.update_table(created, ["require_partition_filter"], retry=RETRY)
-        missing = [f for f in schema(table) if f.name not in {e.name for e in created.schema}]
-        if missing:  # the contract grew a NULLABLE column: add it and keep the rows (BigQuery's schema evolution)
-            created.schema = [*created.schema, *missing]
-            bq.update_table(created, ["schema"], retry=RETRY)
+        _add_missing_columns(bq, cfg, table, created)
+
+
+def _add_missing_columns(bq: bigquery.Client, cfg: Config, table: str, existing: bigquery.Table,
+                         table_id: str | None = None) -> None:
+    """Add the contract's columns a table lacks (NULLABLE: the rows are kept), by DDL, which BigQuery and the
+    emulator both apply to the stored table. The emulator's metadata can list a column its storage lacks, so
+    locally the stored columns are read from an empty query instead. table_id: the table (default: the contract's)."""
+    table_id = table_id or cfg.table(table)
+    if cfg.is_local_bq:
+        part = contract(table).get("partition_by")
+        probe = f"SELECT * FROM `{table_id}` WHERE {f'{part} IS NULL AND ' if part else ''}FALSE"
+        stored = {f.name for f in bq.query(probe, timeout=cfg.bq_timeout_s).result().schema}
+    else:
+        stored = {f.name for f in existing.schema}
+    for f in schema(table):
+        if f.name not in stored:
+            bq.query(f"ALTER TABLE `{table_id}` ADD COLUMN IF NOT EXISTS {f.name} {f.field_type}",
+                     timeout=cfg.bq_timeout_s).result()
 
 
 # --- reads -------------------------------------------------------------------

@@ -23,7 +23,7 @@ def generate(plan: pd.DataFrame, cfg: Config, ds: str, llm_limit: int = 0) -> pd
     """
     contact = plan["contact"].to_numpy(dtype=bool)
     rows = plan.loc[contact]
-    text = template_messages(rows, ds)
+    text = template_messages(rows, ds, cfg.brand_name)
     generator = pd.Series("template", index=rows.index, dtype="str")
     model = pd.Series(TEMPLATE_MODEL, index=rows.index, dtype="str")
     if cfg.generator != "template":

@@ -262,6 +262,7 @@ def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_ur
         "spend": round(float(final.loc[contacted, "offer_cost"].sum()), 2),
         "expected_net_revenue": round(float(final.loc[contacted, "expected_value"].sum()), 2),
         "violations": int(sum(rules.violations(final, cfg).values())),
+        **rules.campaign_figures(final, cfg),
         "stage_seconds": json.dumps(seconds), "model_versions": json.dumps(versions),
         "report_uri": report_uri,
     }

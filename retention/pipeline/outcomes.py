@@ -8,7 +8,8 @@ with the Simulator's dynamics and constants (retention/simulation/simulator.py):
   d > 0 days later that the customer lives to see, the same offer is accepted then with the accept champion's
   probability for D + d (pdays d, campaign and previous counting the contact, poutcome failure; contacts leaving the
   fatigue window in those d days are not subtracted). `accepted` is either one: the follow-up writes no row;
-- churned: not accepted, and the churn day falls within RISK_DAYS of D (an accepted offer secures the customer).
+- churned: the churn day falls within RISK_DAYS of D, unless an accepted offer saved the customer (with the
+  offer's efficacy, Config.offer_efficacy); a contact not accepted raises the risk by Config.contact_backfire.
 Draws are uniforms keyed by (D, customer_id), independent of the decision's own noise, so a rerun writes the same
 rows; `simulate_day` replaces exactly the (contact_date = D, plan_date = D) slice and never duplicates it. Run it
 after each day's plan and before the next day's: the next extract reads these rows (cooldown, fatigue, history).
@@ -46,9 +47,10 @@ SALT = "outcome|"
 
 
 def outcome_noise(customer_ids, ds: dt.date) -> np.ndarray:
-    """(n, 3) uniforms keyed by (ds, customer_id): churn day, acceptance on ds, acceptance at the follow-up."""
+    """(n, 4) uniforms keyed by (ds, customer_id): churn day, acceptance on ds, acceptance at the follow-up, and
+    whether an accepted offer saves the customer."""
     hashes = hashing.stable_hash(SALT + pd.Series(customer_ids, dtype="str"))
-    return decision_noise(hashes, ds, NOISE)[:, :3]
+    return decision_noise(hashes, ds, NOISE)[:, :4]
 
 
 def followup_accept(rows: pd.DataFrame, table: AcceptTable, ds: dt.date) -> np.ndarray:
@@ -63,30 +65,38 @@ def followup_accept(rows: pd.DataFrame, table: AcceptTable, ds: dt.date) -> np.n
                  np.full(len(rows), OUTCOMES.index("failure")))
 
 
-def draw(rows: pd.DataFrame, table: AcceptTable, ds: dt.date) -> pd.DataFrame:
+def draw(rows: pd.DataFrame, table: AcceptTable, ds: dt.date, cfg: Config) -> pd.DataFrame:
     """contact_history rows for the contacted `rows` of ds's plan (OUTCOME_SQL's columns), see the module docstring."""
     u = outcome_noise(rows["customer_id"], ds)
-    risk = np.clip(rows["churn_risk"].to_numpy(dtype=np.float64), 0.0, 1.0)
-    hazard = 1.0 - (1.0 - risk) ** (1.0 / RISK_DAYS)
-    with np.errstate(divide="ignore"):
-        churn_day = np.floor(np.log(u[:, 0]) / np.log1p(-hazard))  # days after ds; inf when risk is 0
     level = rows["offer_level"].to_numpy(dtype=np.int64)
     accept = rows[[f"accept_prob_{k}" for k in range(rules.LEVELS)]].to_numpy(np.float64)[np.arange(len(rows)), level]
     delay = rows["followup_days"].fillna(0).to_numpy(dtype=np.int64)
-    waiting = (u[:, 1] >= accept) & (delay > 0) & (churn_day >= delay)  # alive on the follow-up day
+    alive = _churn_days(u[:, 0], rows["churn_risk"].to_numpy(dtype=np.float64)) >= delay  # on the follow-up day
+    waiting = (u[:, 1] >= accept) & (delay > 0) & alive
     accepted = u[:, 1] < accept
     if waiting.any():
         accepted[waiting] = u[waiting, 2] < followup_accept(rows[waiting].assign(followup_days=delay[waiting]),
                                                            table, ds)
+    saved = accepted & (u[:, 3] < np.asarray(cfg.offer_efficacy)[level])
+    # a contact not accepted raises the risk by the backfire (the plan's model of it, Config.contact_backfire)
+    raised = np.where(accepted, 1.0, 1.0 + cfg.contact_backfire)
+    churn_day = _churn_days(u[:, 0], rows["churn_risk"].to_numpy(dtype=np.float64) * raised)
     return pd.DataFrame({"contact_date": [ds] * len(rows), "customer_id": rows["customer_id"].to_numpy(),
                          "plan_date": [ds] * len(rows), "offer_level": level, "accepted": accepted,
-                         "churned": ~accepted & (churn_day < RISK_DAYS), "sequence": np.zeros(len(rows), np.int64)})
+                         "churned": ~saved & (churn_day < RISK_DAYS), "sequence": np.zeros(len(rows), np.int64)})
+
+
+def _churn_days(u: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """Days after ds to the churn, from uniforms `u` at the daily hazard 1 - (1 - risk)^(1/RISK_DAYS); inf at risk 0."""
+    hazard = 1.0 - (1.0 - np.clip(risk, 0.0, 1.0)) ** (1.0 / RISK_DAYS)
+    with np.errstate(divide="ignore"):
+        return np.floor(np.log(u) / np.log1p(-hazard))
 
 
 def simulate_day(client, cfg: Config, ds: dt.date, table: AcceptTable) -> pd.DataFrame:
     """Draw the outcomes of ds's published contacts and make them the (contact_date = ds, plan_date = ds) slice."""
     rows = bq.query(client, cfg, bq.sql_text("outcomes_contacted", cfg), ds=ds, window=int(cfg.fatigue_window_days))
-    history = draw(rows, table, ds)
+    history = draw(rows, table, ds, cfg)
     bq.replace_partition(client, cfg, history, "contact_history", "contact_date", ds, extra_key={"plan_date": ds})
     return history
 
@@ -117,12 +127,12 @@ def replay_value(client, cfg: Config, policy: Policy, table: AcceptTable, start:
         decided = decide_plan(_day_frame(day, history, cfg, ds, table.model), cfg, policy, ds)
         contact = decided["contact"].to_numpy(dtype=bool)
         drawn = draw(decided[contact].assign(offer_level=decided.loc[contact, "offer_level"].astype(np.int64)),
-                     table, ds)
+                     table, ds, cfg)
         accepted = np.zeros(len(decided), dtype=bool)
         accepted[contact] = drawn["accepted"].to_numpy(dtype=bool)
         candidate = ~decided["decision_reason"].isin(["holdout", "suppressed"]).to_numpy()
         r = reward(contact, accepted, decided["customer_value"], decided["churn_risk"],
-                   decided["offer_pct"].fillna(0.0), cfg.channel_cost)
+                   decided["offer_level"].fillna(0).to_numpy(np.int64), rules.message_costs(decided, cfg), cfg)
         total += float(r[candidate].sum())
         customers |= set(decided.loc[candidate, "customer_id"])
         history = pd.concat([history, drawn], ignore_index=True)

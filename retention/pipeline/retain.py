@@ -149,19 +149,38 @@ def _policy(policy_dir: str):
 # the decision
 
 
-def decide_one(cfg: Config, facts: Mapping[str, Any], ds: str) -> dict[str, Any]:
+def decide_one(cfg: Config, facts: Mapping[str, Any], ds: str, budget_left: float | None = None,
+               budget_source: str = "the full daily budget") -> dict[str, Any]:
     """Decision, expected value, reason codes, shielded message and send time for one customer on day ds.
 
-    The same stages as the batch plan on a one-row plan with the day's whole budget (cfg.daily_budget); the
-    message's batch is this one customer. Raises FactsError naming the bad fields; writes nothing.
+    The same stages as the batch plan on a one-row plan; the message's batch is this one customer. budget_left: what
+    is left of cfg.daily_budget when this customer's turn comes (all of it by default); given the budget left at a
+    customer's turn in the day's plan, the decision is the plan's. The output's `budget` says which was used.
+    Raises FactsError naming the bad fields; writes nothing.
     """
     day = validate_facts(facts, ds)
     risk, accept = champions(str(cfg.model_dir("risk")), str(cfg.model_dir("accept")))
     decided = decide_plan(score(day, risk, accept, dt.date.fromisoformat(ds)), cfg,
-                            _policy(str(cfg.model_dir("policy"))), ds)
+                          _policy(str(cfg.model_dir("policy"))), ds, budget_left)
     row = shield_rules.shield(generator.generate(decided, cfg, ds), cfg, ds)
     row["send_at"] = schedule.send_at(row, ds, cfg.quiet_start_hour, cfg.quiet_end_hour, cfg.send_window_start_hour)
-    return summary(row.iloc[0], ds, {"risk": risk.version_, "accept": accept.version_})
+    left = cfg.daily_budget if budget_left is None else budget_left
+    return summary(row.iloc[0], ds, {"risk": risk.version_, "accept": accept.version_}) | {
+        "budget": {"daily_budget": cfg.daily_budget, "left": round(float(left), 2), "source": budget_source}}
+
+
+def published_budget_left(cfg: Config, ds: str) -> tuple[float, str] | None:
+    """What the day's published plan left of the daily budget, and a line saying so; None when no plan was published
+    for ds."""
+    from retention.infra import bq
+
+    runs = bq.query(bq.client(cfg), cfg, bq.sql_text("summary_latest_run", cfg), ds=dt.date.fromisoformat(ds))
+    if runs.empty:
+        return None
+    run = runs.iloc[0]
+    left = max(float(run["budget"]) - float(run["spend"]), 0.0)
+    return left, (f"the budget left by the published plan of {ds} (run {run['run_id']}: {float(run['budget']):,.2f} "
+                  f"budget, {float(run['spend']):,.2f} committed)")
 
 
 def summary(r: pd.Series, ds: str, versions: dict[str, str]) -> dict[str, Any]:

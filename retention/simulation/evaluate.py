@@ -7,10 +7,12 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from retention.deciding import rules
 from retention.deciding.greedy import decide_greedy, no_contact, top_risk
 from retention.deciding.policy import Policy, Rolled, roll, rollout_frame
+from retention.deciding.sampler import DELAYS
 from retention.simulation.simulator import Simulator
 
 
@@ -37,9 +39,10 @@ def _rules(planned: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return candidate, candidate & (reason != "cooldown") & (reason != "fatigue")
 
 
-def greedy_decider(day, cfg, ds):
-    """The spine's greedy EV plan; its proposal is every positive-EV candidate at its best level, rules unchecked."""
-    planned = decide_greedy(day, cfg)
+def greedy_decider(day, cfg, ds, followup: int = 0):
+    """The greedy EV plan (no follow-up by default); its proposal is every positive-EV candidate at its best level,
+    rules unchecked."""
+    planned = decide_greedy(day, cfg, followup)
     candidate, eligible = _rules(planned)
     ev, cost = rules.expected_values(day, cfg), rules.offer_costs(day, cfg)
     best = ev.argmax(axis=1)
@@ -47,6 +50,13 @@ def greedy_decider(day, cfg, ds):
     rows = rows[np.argsort(-ev[rows, best[rows]], kind="stable")]
     over = np.cumsum(cost[rows, best[rows]]) > cfg.daily_budget + rules.BUDGET_TOL
     return planned, int((over | ~eligible[rows]).sum())
+
+
+def greedy_followup_decider(followup: int) -> Callable:
+    """Greedy EV where every contact gets the same follow-up choice (rules.followup_days)."""
+    def decide(day, cfg, ds):
+        return greedy_decider(day, cfg, ds, followup)
+    return decide
 
 
 def top_risk_decider(day, cfg, ds):
@@ -66,7 +76,7 @@ def no_contact_decider(day, cfg, ds):
 def simulate(sim: Simulator, decider: Callable, seed: int, start: dt.date) -> dict:
     """One episode of `decider` in the simulator: totals of money, contacts and rule breaks."""
     sim.reset(seed, start)
-    keys = ("net", "paid", "spend", "retained", "accepted", "contacts", "decisions", "before", "after")
+    keys = ("net", "paid", "spend", "retained", "accepted", "contacts", "messages", "decisions", "before", "after")
     tot = dict.fromkeys(keys, 0.0)
     while not sim.done:
         day = sim.day_frame()
@@ -85,6 +95,8 @@ def simulate(sim: Simulator, decider: Callable, seed: int, start: dt.date) -> di
         tot["decisions"] += len(day)
         tot["before"] += breaks
         tot["after"] += sum(rules.violations(planned, sim.cfg).values())
+    tot["messages"] = sim.messages
+    tot["after"] += sim.message_breaks  # every message, follow-ups included: the cooldown and the cap per customer
     return {k: float(v) for k, v in tot.items()}
 
 
@@ -100,6 +112,7 @@ def evaluate(sim: Simulator, deciders: dict[str, Callable], episodes: list[tuple
             "net_revenue_retained": round(total["net"] / len(runs), 2),
             "roi": round(total["net"] / total["paid"], 3) if total["paid"] > 0 else None,
             "contact_rate": round(total["contacts"] / total["decisions"], 5),
+            "messages": round(total["messages"] / len(runs), 1),
             "retained_customers": round(total["retained"] / len(runs), 2),
             "violations_before": round(1000 * total["before"] / total["decisions"], 3),
             "violations_after": round(1000 * total["after"] / total["decisions"], 3),
@@ -112,10 +125,27 @@ def evaluate(sim: Simulator, deciders: dict[str, Callable], episodes: list[tuple
 
 def evaluation_table(rows: list[dict]) -> str:
     """The evaluation as a fixed-width text table."""
-    cols = ("policy", "net_revenue_retained", "roi", "contact_rate", "retained_customers", "violations_before",
-            "violations_after", "spend")
+    cols = ("policy", "net_revenue_retained", "roi", "contact_rate", "messages", "retained_customers",
+            "violations_before", "violations_after", "spend")
     cells = [[str(c) for c in cols]] + [["-" if r[c] is None else f"{r[c]:,}" if isinstance(r[c], float) else
                                          str(r[c]) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     return "\n".join("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
                      for row in cells)
+
+
+def paired_margin(ours: list[float], theirs: list[float], confidence: float = 0.95) -> dict:
+    """Mean per-episode difference of two policies run on the same seeds, with its t interval (paired: the common
+    random numbers cancel most of the episode-to-episode noise)."""
+    d = np.asarray(ours, dtype=np.float64) - np.asarray(theirs, dtype=np.float64)
+    n, mean = len(d), float(d.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    return {"mean": round(mean, 2), "low": round(mean - half, 2), "high": round(mean + half, 2), "episodes": n}
+
+
+def best_followup(sim: Simulator, episodes: list[tuple[int, dt.date]], choices=range(DELAYS)) -> tuple[int, dict]:
+    """The fixed follow-up choice under which greedy EV earns most on `episodes` (training seeds, never the held-out
+    ones), and the net revenue of every choice."""
+    net = {j: float(np.mean([simulate(sim, greedy_followup_decider(j), s, d)["net"] for s, d in episodes]))
+           for j in choices}
+    return max(net, key=net.get), net

@@ -44,9 +44,10 @@ class RetentionEnv(gym.Env):
         rows = sim.candidates()
         rows = rows[candidate_order(sim.risk()[rows], sim.value[rows])]
         self.queue, self.pos, self.left = rows, 0, float(sim.cfg.daily_budget)
-        self.costs = rules.committed_costs(sim.value[rows], sim.cfg)
+        accept = sim.accept_probs(rows)
+        self.costs = sim.offer_costs(rows, accept)
         days_since, window = sim.days_since_contact()[rows], sim.contacts_in_window()[rows]
-        self.base = observe(sim.risk()[rows], sim.accept_probs(rows), days_since, window, sim.cfg)
+        self.base = observe(sim.risk()[rows], accept, days_since, window, sim.cfg)
         self.allowed = rules.contact_allowed(days_since, window, sim.cfg)
         self.breaks = np.stack([rules.at_fatigue_cap(window, sim.cfg), rules.cooldown_active(days_since, sim.cfg)], 1)
 

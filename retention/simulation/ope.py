@@ -198,7 +198,9 @@ def expected_budget(target: Policy, obs: np.ndarray, costs: np.ndarray, eligible
         obs[s:e, BUDGET] = left / budget if budget > 0 else 0.0
         lc, lo, ld = (np.asarray(x, dtype=np.float64) for x in target.logits(obs[s:e]))
         heads.append((lc, lo, ld))
-        spend = (_expected_costs(lc, lo, costs[s:e]) * eligible[s:e, None]).tolist()
+        # an offer not worth making costs inf and is never in a mask pattern: 0 there keeps 0 * inf out of the sums
+        spend = (_expected_costs(lc, lo, np.where(np.isfinite(costs[s:e]), costs[s:e], 0.0)) * eligible[s:e, None])
+        spend = spend.tolist()
         for i, row in enumerate(costs[s:e].tolist()):  # sequential: what fits depends on what went before
             before[s + i] = left
             left -= spend[i][sum(int(b) for b, c in zip(bits, row) if c <= left)]
@@ -269,9 +271,9 @@ def _episode(sim: Simulator, behaviour: Policy, seed: int, start: dt.date, targe
                 "reward": np.where(d.contact, out.realized[rows], 0.0)}
         if target is not None:
             queued = day.iloc[r.queue]
-            cols |= _target_columns(target, d.obs, rules.offer_costs(queued, sim.cfg), r.reason[r.queue] == "",
-                                    sim.cfg.daily_budget, rules.expected_values(queued, sim.cfg), d.contact, d.level,
-                                    d.delay)
+            ev = rules.expected_values(queued, sim.cfg)
+            cols |= _target_columns(target, d.obs, rules.worth_making(rules.offer_costs(queued, sim.cfg), ev),
+                                    r.reason[r.queue] == "", sim.cfg.daily_budget, ev, d.contact, d.level, d.delay)
         parts.append(pd.DataFrame(cols))
         offset += len(rows)
     logs = pd.concat(parts, ignore_index=True)
@@ -302,16 +304,19 @@ def simulated_value(sim: Simulator, policy: Policy, episodes: list[tuple[int, dt
 # logs from BigQuery
 
 
-def reward(contact, accepted, value, risk, pct, channel_cost: float) -> np.ndarray:
-    """Net revenue retained of logged decisions: accepted x customer_value x (churn_risk - offer_pct) - channel cost.
+def reward(contact, accepted, value, risk, level, message_cost, cfg: Config) -> np.ndarray:
+    """Incremental net revenue of logged decisions: an accepted offer k is worth value * (risk * e_k - pct_k), a
+    contact not accepted loses value * risk * b (the backfire), and every contact pays its message.
 
-    The acceptance is observed; the churn it prevents is the calibrated expectation (an accepted offer keeps the
-    customer, so whether they would have churned is never observed).
+    The acceptance is observed; the churn an offer prevents (or a contact causes) is the model's expectation, since
+    whether a treated customer would have churned untreated is never observed. (Config.offer_efficacy, contact_backfire.)
     """
-    contact = np.asarray(contact, dtype=bool)
-    kept = np.asarray(accepted, dtype=bool) & contact
-    gain = np.asarray(value, np.float64) * (np.asarray(risk, np.float64) - np.asarray(pct, np.float64))
-    return np.where(kept, gain, 0.0) - channel_cost * contact
+    contact, accepted = np.asarray(contact, dtype=bool), np.asarray(accepted, dtype=bool)
+    value, risk = np.asarray(value, np.float64), np.asarray(risk, np.float64)
+    level = np.asarray(level, dtype=np.int64)
+    kept = value * (risk * np.asarray(cfg.offer_efficacy)[level] - np.asarray(cfg.offer_pcts)[level])
+    lost = -value * risk * cfg.contact_backfire
+    return np.where(contact, np.where(accepted, kept, lost) - np.asarray(message_cost, np.float64), 0.0)
 
 
 def logged_data(client, cfg: Config, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -322,9 +327,11 @@ def logged_data(client, cfg: Config, start: dt.date, end: dt.date) -> pd.DataFra
     """
     from retention.infra import bq
 
-    rows = bq.query(client, cfg, bq.sql_text("ope_logged_decisions", cfg), start=start, end=end, window=int(cfg.fatigue_window_days))
+    rows = bq.query(client, cfg, bq.sql_text("ope_logged_decisions", cfg), start=start, end=end,
+                    window=int(cfg.fatigue_window_days))
     r = reward(rows["contact"].to_numpy(dtype=bool), rows["accepted"].fillna(False).to_numpy(dtype=bool),
-               rows["customer_value"], rows["churn_risk"], rows["offer_pct"].fillna(0.0), cfg.channel_cost)
+               rows["customer_value"], rows["churn_risk"], rows["offer_level"].fillna(0).to_numpy(np.int64),
+               rules.message_costs(rows, cfg), cfg)
     return rows.assign(reward=r)
 
 
@@ -343,8 +350,9 @@ def logged_decisions(rows: pd.DataFrame, cfg: Config, target: Policy) -> pd.Data
         obs = observe(day["churn_risk"].to_numpy(np.float64), accept, day["days_since_contact"].to_numpy(),
                       day["contacts_in_window"].to_numpy(), cfg)
         eligible = ~day["decision_reason"].isin(["cooldown", "fatigue"]).to_numpy()
-        columns = _target_columns(target, obs, rules.offer_costs(day, cfg), eligible, cfg.daily_budget,
-                                  rules.expected_values(day, cfg), day["contact"].to_numpy(dtype=bool),
+        ev = rules.expected_values(day, cfg)
+        columns = _target_columns(target, obs, rules.worth_making(rules.offer_costs(day, cfg), ev), eligible,
+                                  cfg.daily_budget, ev, day["contact"].to_numpy(dtype=bool),
                                   day["offer_level"].fillna(0).to_numpy(np.int64),
                                   rules.followup_choice(day["followup_days"].fillna(0).to_numpy(np.int64), cfg))
         parts.append(day.assign(episode=0, day=day_index, **columns))

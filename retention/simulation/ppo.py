@@ -144,8 +144,9 @@ def collect(sim: Simulator, agent: Agent, cfg: PPOConfig, seed: int, start: dt.d
         order = candidate_order(risk, sim.value[rows])
         rows, risk, days_since, window = rows[order], risk[order], days_since[order], window[order]
         eligible = rules.contact_allowed(days_since, window, sim.cfg)
-        costs = rules.committed_costs(sim.value[rows], sim.cfg)
-        obs = observe(risk, sim.accept_probs(rows), days_since, window, sim.cfg)
+        accept = sim.accept_probs(rows)
+        costs = sim.offer_costs(rows, accept)
+        obs = observe(risk, accept, days_since, window, sim.cfg)
         d = decide_day(obs, costs, eligible, sim.cfg.daily_budget, rng.random((len(rows), NOISE)), logits,
                        cfg.block)
         buf["obs"][t, rows], buf["logp"][t, rows], buf["valid"][t, rows] = d.obs, d.logp, True
@@ -177,12 +178,15 @@ def collect(sim: Simulator, agent: Agent, cfg: PPOConfig, seed: int, start: dt.d
     return buf
 
 
-def train(sim: Simulator, cfg: PPOConfig, log_path: str | Path | None = None, progress: bool = True,
-          agent: Agent | None = None) -> tuple[Agent, list[dict]]:
+def train(sim: Simulator | list[Simulator], cfg: PPOConfig, log_path: str | Path | None = None,
+          progress: bool = True, agent: Agent | None = None) -> tuple[Agent, list[dict]]:
     """Train `agent` (a fresh one by default) on the simulator; returns it and one log row per iteration.
 
-    The log is also written to `log_path` as CSV after every iteration.
+    Given several simulators (one per world), iteration i collects its episode in world i mod their number: domain
+    randomisation, so the policy cannot lean on one world's effects. The log is also written to `log_path` as CSV
+    after every iteration.
     """
+    sims = sim if isinstance(sim, list) else [sim]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
@@ -197,6 +201,7 @@ def train(sim: Simulator, cfg: PPOConfig, log_path: str | Path | None = None, pr
 
         # rollout
         start = cfg.start + dt.timedelta(days=int(rng.integers(365)))
+        sim = sims[(iteration - 1) % len(sims)]
         buf = collect(sim, agent, cfg, seed=cfg.seed * 100_003 + iteration, start=start, rng=rng)
         valid = buf["valid"]
         b = {k: torch.from_numpy(np.ascontiguousarray(buf[k][valid]))

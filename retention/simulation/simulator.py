@@ -4,12 +4,16 @@ Dynamics, all from the calibrated champions (nothing hand-tuned but the time sca
 - churn: churn_risk is P(churn within RISK_DAYS = 30 days) (IBM Telco's label is "left within the last month"),
   so a customer churns on each day with hazard 1 - (1 - risk)^(1/30); the churn day is drawn once per episode
   and shared by every policy run on that seed (common random numbers).
-- acceptance: P(accept | offer) is the accept champion at the customer's *current* history (contacts in the
-  fatigue window, days since the last contact, total contacts, last outcome) and the day's date, so fatigue and
-  the warm-up of a recent contact are whatever the champion learned from Bank Marketing.
-- an accepted offer secures the customer (no churn for the rest of the horizon, churn_risk 0 in the state) and is
-  worth customer_value * (1[would have churned within 30 days] - pct) - channel_cost: in expectation exactly
-  `rules.expected_values`, so on a single day the simulator rewards the greedy rule's own objective.
+- treatment effects, in the world the simulator is given (`worlds.py`: base, no_history, fatigue, backfire):
+  acceptance from the accept champion at a neutral calendar day (at the customer's current history, or as never
+  contacted in `no_history`; lowered by repeated contact in `fatigue`); an accepted offer saves a would-be churner
+  with the offer's efficacy (saved: no churn for the rest of the horizon, churn_risk 0 in the state, never
+  contacted again) and costs its discount either way; a contacted customer who does not accept churns at a hazard
+  raised by the world's backfire (more in a hidden segment in `backfire`). Every message pays its channel's cost.
+- money, per message: realized = value * (1[saved a customer who would have churned within 30 days]
+  - 1[a backfire moved the churn day into those 30 days]) - discount paid - message cost; expected (the training
+  reward) is its expectation, value * (risk * (a * e - (1 - a) * b) - a * pct) - message cost, which in the base
+  world is exactly the plan's `rules.expected_values`. A policy that contacts nobody earns exactly 0.
 - follow-up: a contact with follow-up d > 0 days (d >= the cooldown, `rules.followup_days`) repeats the same offer d
   days later if the customer has neither accepted nor churned. Every follow-up is a message like any other: it pays
   its channel cost and enters the contact days (fatigue window, cooldown) when sent; while it is pending it counts
@@ -35,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from retention.deciding import rules
-from retention.hashing import holdout_mask
+from retention.hashing import holdout_mask, stable_hash, unit_interval
+from retention.simulation.worlds import World, world as named_world
 from retention.datasets import seed as seeding
 from retention.scoring.accept import AcceptModel
 from retention.config import Config
@@ -44,6 +49,10 @@ from retention.scoring.risk import RiskModel
 from retention.scoring.score import score
 from retention.datasets.telco import read_telco
 
+NEUTRAL_DAY = dt.date(2026, 6, 4)
+"""The calendar day every acceptance is read at: a June Thursday, whose bank acceptance is near the data's mean."""
+BACKFIRE_SALT = "backfire|"
+"""Prefix hashed with customer_id for the hidden backfire segment: independent of the holdout's hash."""
 RISK_DAYS = 30
 """churn_risk is the probability of churning within this many days."""
 HORIZON_DAYS = 60
@@ -156,12 +165,12 @@ class Outcome:
     expected: np.ndarray
     """Expected net revenue retained given the action (the training reward)."""
     realized: np.ndarray
-    """Net revenue retained as drawn: value * (1[would have churned within 30 days] - pct) on acceptance."""
+    """Incremental net revenue as drawn (see the module docstring)."""
     accepted: np.ndarray
     retained: np.ndarray
-    """Accepted and would have churned within RISK_DAYS."""
+    """Saved by an accepted offer, and would have churned within RISK_DAYS."""
     paid: np.ndarray
-    """Discount granted plus channel cost."""
+    """Discount granted plus the message's cost."""
 
 
 class Simulator:
@@ -171,16 +180,22 @@ class Simulator:
     """
 
     def __init__(self, cohort: pd.DataFrame, table: Callable[..., np.ndarray], cfg: Config,
-                 horizon: int = HORIZON_DAYS):
+                 horizon: int = HORIZON_DAYS, world: World | None = None):
         self.cfg, self.table, self.horizon = cfg, table, horizon
+        self.world = world or named_world(cfg)
         self.customers = cohort.reset_index(drop=True)
         self.ids = self.customers["customer_id"].to_numpy()
         self.value = self.customers["customer_value"].to_numpy(dtype=np.float64)
         self.base_risk = self.customers["churn_risk"].to_numpy(dtype=np.float64)
         self.senior = self.customers["senior_citizen"].to_numpy(dtype=bool).astype(np.int64)
-        self.phone = self.customers["channel"].eq("phone").to_numpy(dtype=bool).astype(np.int64)
+        self.channel = self.customers["channel"].to_numpy()
+        self.phone = (self.channel == "phone").astype(np.int64)
+        self.message_cost = rules.channel_message_costs(self.channel, cfg, self.ids)
         self.holdout = holdout_mask(self.ids, cfg.holdout_share)
-        self.pcts = np.asarray(cfg.offer_pcts)
+        self.pcts, self.efficacy = np.asarray(cfg.offer_pcts), np.asarray(self.world.efficacy)
+        hashed = unit_interval(stable_hash(BACKFIRE_SALT + pd.Series(self.ids, dtype="str")))
+        self.backfire = self.world.backfire + self.world.backfire_extra * (hashed < self.world.backfire_share)
+        self.date_code = date_code(NEUTRAL_DAY)
 
     def reset(self, seed: int, start: dt.date) -> None:
         """Day 0 = `start`: a fresh seeded contact history and suppression list, churn days and luck."""
@@ -190,13 +205,22 @@ class Simulator:
         days = (pd.Timestamp(start) - pd.to_datetime(history["contact_date"])).dt.days.to_numpy()
         self.suppressed = np.isin(self.ids, seeding.suppression_for(self.customers, start, seed)["customer_id"])
         self._load_history(history["customer_id"].to_numpy(), -days, history["accepted"].to_numpy(dtype=bool))
-        hazard = 1.0 - (1.0 - np.clip(self.base_risk, 0.0, 1.0)) ** (1.0 / RISK_DAYS)
-        with np.errstate(divide="ignore"):
-            churn = np.floor(np.log(rng.random(n)) / np.log1p(-hazard))  # P(churn day = t) = (1-h)^t h
-        self.churn_day = np.where(np.isfinite(churn), np.minimum(churn, 10**6), 10**6).astype(np.int64)
+        self.u_churn, self.hazard_scale = rng.random(n), np.ones(n)
+        self.churn_day = self._churn_days(np.arange(n))
         self.u_contact, self.u_followup = rng.random((self.horizon + 1, n)), rng.random((self.horizon + 1, n))
-        self.alive, self.secured = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        self.u_save = rng.random((2, self.horizon + 1, n))  # drawn last: the draws above stay as they were
+        self.alive, self.secured, self.accepted = np.ones(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n, bool)
         self.followup_day, self.followup_level = np.full(n, -1), np.zeros(n, dtype=np.int64)
+        self.messages, self.message_breaks = 0, 0
+
+    def _churn_days(self, rows: np.ndarray) -> np.ndarray:
+        """Churn day of `rows` from their fixed uniform and their hazard (risk over RISK_DAYS, times any backfire):
+        P(churn day = t) = (1 - h)^t h. A raised hazard only brings the day earlier (common random numbers)."""
+        risk = np.clip(self.base_risk[rows] * self.hazard_scale[rows], 0.0, 1.0)
+        hazard = 1.0 - (1.0 - risk) ** (1.0 / RISK_DAYS)
+        with np.errstate(divide="ignore"):
+            churn = np.floor(np.log(self.u_churn[rows]) / np.log1p(-hazard))
+        return np.where(np.isfinite(churn), np.minimum(churn, 10**6), 10**6).astype(np.int64)
 
     def _load_history(self, ids: np.ndarray, day: np.ndarray, accepted: np.ndarray) -> None:
         """Contact-day slots (most recent first), totals and last outcome from seeded contact_history rows."""
@@ -240,16 +264,29 @@ class Simulator:
         return np.where(self.pending(), np.minimum(since, self.followup_day - self.t), since)
 
     def candidates(self) -> np.ndarray:
-        """Rows that reach a decision today: alive, not suppressed, not in the holdout."""
-        return np.flatnonzero(self.alive & ~self.suppressed & ~self.holdout & ~self.secured)
+        """Rows that reach a decision today: alive, not suppressed, not in the holdout, never accepted an offer."""
+        return np.flatnonzero(self.alive & ~self.suppressed & ~self.holdout & ~self.accepted)
 
     def accept_probs(self, rows: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
         """Today's P(accept) of `rows` at every level (n, 4), or at `levels` (n,)."""
         lv = np.arange(rules.LEVELS)[None, :] if levels is None else levels
         col = (lambda a: a[:, None]) if levels is None else (lambda a: a)
-        return self.table(date_code(self.today), col(self.senior[rows]), col(self.phone[rows]), lv,
-                          col(self.contacts_in_window()[rows] + 1), col(self.days_since_contact()[rows]),
-                          col(self.total[rows]), col(self.outcome[rows]))
+        window = self.contacts_in_window()[rows]
+        if self.world.history:
+            history = window + 1, self.days_since_contact()[rows], self.total[rows], self.outcome[rows]
+        else:  # as if never contacted: the bank data's self-selection on history is not causal here
+            n = len(rows)
+            history = (np.ones(n, np.int64), np.full(n, NEVER), np.zeros(n, np.int64),
+                       np.full(n, OUTCOMES.index("nonexistent")))
+        p = self.table(self.date_code, col(self.senior[rows]), col(self.phone[rows]), lv, *(col(h) for h in history))
+        return p * col(self.world.fatigue ** window)
+
+    def offer_costs(self, rows: np.ndarray, accept: np.ndarray) -> np.ndarray:
+        """(n, 4) what each offer to `rows` commits (discount and both messages), inf where the plan's model expects
+        it to earn nothing: the costs the daily rollout gives the sampler (`rules.worth_making`)."""
+        value, cost = self.value[rows], self.message_cost[rows]
+        ev = rules.offer_values(accept, value, self.risk()[rows], cost, self.cfg)
+        return rules.worth_making(rules.committed_costs(value, cost, self.cfg), ev)
 
     def day_frame(self) -> pd.DataFrame:
         """Today's alive customers as the decide stage receives them (index = simulator rows)."""
@@ -257,6 +294,7 @@ class Simulator:
         accept = self.accept_probs(rows)
         return pd.DataFrame({
             "customer_id": self.ids[rows], "customer_value": self.value[rows], "churn_risk": self.risk()[rows],
+            "channel": self.channel[rows],
             **{f"accept_prob_{k}": accept[:, k] for k in range(rules.LEVELS)},
             "suppressed": self.suppressed[rows], "days_since_contact": self.days_since_contact()[rows],
             "contacts_in_window": self.contacts_in_window()[rows], "total_contacts": self.total[rows],
@@ -265,27 +303,36 @@ class Simulator:
 
     # transitions
 
-    def _earn(self, rows, level, accept, u, channel_cost: float) -> Outcome:
-        """Outcome of offering `level` to `rows` with acceptance probability `accept` and uniforms `u`."""
+    def _earn(self, rows, level, accept, u, u_save) -> Outcome:
+        """Outcome of a message with offer `level` to `rows`: acceptance probability `accept`, uniforms `u` (accept)
+        and `u_save` (an accepted offer keeps a would-be churner); see the module docstring."""
         n = len(self.ids)
-        value, risk, pct = self.value[rows], self.risk()[rows], self.pcts[level]
+        value, risk, pct, cost = self.value[rows], self.risk()[rows], self.pcts[level], self.message_cost[rows]
         accepted = u < accept
+        saved = accepted & (u_save < self.efficacy[level])
         # a secured customer was already kept: accepting again retains nothing more
         would_churn = ~self.secured[rows] & (self.churn_day[rows] <= self.t + RISK_DAYS - 1)
+        # an unaccepted message raises the hazard by the backfire: the churn day can only come earlier
+        pushed = rows[~accepted & (self.backfire[rows] > 0) & ~self.secured[rows]]
+        self.hazard_scale[pushed] *= 1.0 + self.backfire[pushed]
+        self.churn_day[pushed] = np.minimum(self.churn_day[pushed], self._churn_days(pushed))
+        pushed_in = ~accepted & ~would_churn & ~self.secured[rows] & (self.churn_day[rows] <= self.t + RISK_DAYS - 1)
         out = Outcome(*(np.zeros(n) for _ in range(2)), *(np.zeros(n, dtype=bool) for _ in range(2)), np.zeros(n))
-        out.expected[rows] = accept * value * (risk - pct) - channel_cost
-        out.realized[rows] = np.where(accepted, value * (would_churn - pct), 0.0) - channel_cost
-        out.accepted[rows], out.retained[rows] = accepted, accepted & would_churn
-        out.paid[rows] = np.where(accepted, value * pct, 0.0) + channel_cost
-        self.secured[rows[accepted]] = True
+        lift = risk * (accept * self.efficacy[level] - (1.0 - accept) * self.backfire[rows])
+        out.expected[rows] = value * (lift - accept * pct) - cost
+        out.paid[rows] = np.where(accepted, value * pct, 0.0) + cost
+        out.realized[rows] = value * ((saved & would_churn).astype(float) - pushed_in) - out.paid[rows]
+        out.accepted[rows], out.retained[rows] = accepted, saved & would_churn
+        self.secured[rows[saved]] = True
+        self.accepted[rows[accepted]] = True
         self.outcome[rows] = np.where(accepted, OUTCOMES.index("success"), OUTCOMES.index("failure"))
         return out
 
     def contact(self, rows: np.ndarray, level: np.ndarray, delay: np.ndarray) -> Outcome:
-        """Today's contacts: offers accepted (or not) today, history written, follow-ups scheduled."""
+        """Today's contacts: offers accepted (or not) today, history written, follow-ups scheduled (delay in days)."""
         rows, level, delay = np.asarray(rows), np.asarray(level), np.asarray(delay)
         out = self._earn(rows, level, self.accept_probs(rows, level), self.u_contact[self.t, rows],
-                         self.cfg.channel_cost)
+                         self.u_save[0, self.t, rows])
         self._record(rows)
         waiting = ~out.accepted[rows] & (delay > 0)
         self.followup_day[rows] = np.where(waiting, self.t + delay, -1)
@@ -297,14 +344,21 @@ class Simulator:
         churned = self.alive & ~self.secured & (self.churn_day <= self.t)
         self.alive &= ~churned
         self.t += 1
-        due = np.flatnonzero(self.alive & ~self.secured & (self.followup_day == self.t) & (self.t < self.horizon))
+        due = np.flatnonzero(self.alive & ~self.accepted & (self.followup_day == self.t) & (self.t < self.horizon))
         level = self.followup_level[due]
         self.followup_day[due] = -1  # sent now: no longer pending, so pdays reads the days since the first message
-        out = self._earn(due, level, self.accept_probs(due, level), self.u_followup[self.t, due], self.cfg.channel_cost)
+        out = self._earn(due, level, self.accept_probs(due, level), self.u_followup[self.t, due],
+                         self.u_save[1, self.t, due])
         self._record(due)
         return out, churned
 
     def _record(self, rows: np.ndarray) -> None:
-        """A message sent today to `rows`: the newest contact day, one more contact."""
+        """A message sent today to `rows`: the newest contact day, one more contact. Counts the messages, and the
+        ones that break a promise (inside the cooldown of the previous message, or over the cap in the window)."""
+        last = self.contact_days[rows, 0]
+        self.message_breaks += int(((last != _EMPTY) & (self.t - last < self.cfg.cooldown_days)).sum())
         self.contact_days[rows] = np.concatenate([np.full((len(rows), 1), self.t), self.contact_days[rows, :-1]], 1)
+        window = (self.contact_days[rows] > self.t - self.cfg.fatigue_window_days).sum(axis=1)
+        self.message_breaks += int((window > self.cfg.fatigue_cap).sum())
+        self.messages += len(rows)
         self.total[rows] += 1

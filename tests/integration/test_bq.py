@@ -85,12 +85,40 @@ def test_daily_customers_sql_derives_history_features(bq_client, cfg):
     bq.load(bq_client, history, "contact_history", cfg.table("contact_history"), truncate=False)
     bq.load(bq_client, pd.DataFrame({"customer_id": ["c"], "reason": ["opt_out"], "since": [ago(5)]}),
             "suppression", cfg.table("suppression"))
-    got = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=30).set_index("customer_id")
+    got = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=30,
+                   lookback=cfg.ledger_lookback_days).set_index("customer_id")
     assert got["contacts_in_window"].to_dict() == {"a": 2, "b": 1, "c": 0}
     assert got["days_since_contact"].to_dict() == {"a": 1, "b": 3, "c": 999}
     assert got["total_contacts"].to_dict() == {"a": 3, "b": 1, "c": 0}
     assert got["last_outcome"].to_dict() == {"a": "failure", "b": "success", "c": "nonexistent"}
     assert got["suppressed"].to_dict() == {"a": False, "b": False, "c": True}
+
+    # the contact ledger: published plans count before the send system records them, never twice after
+    plan = f"`{cfg.table('contact_plan')}`"
+    bq.execute(bq_client, f"INSERT INTO {plan} (plan_date, customer_id, run_id, contact, followup_days, send_at) VALUES "
+                          f"(DATE '{ago(1)}', 'a', 'r1', TRUE, 7, TIMESTAMP '{ago(1)} 14:00:00+00'), "
+                          f"(DATE '{ago(2)}', 'b', 'r2', TRUE, 0, TIMESTAMP '{ago(2)} 09:00:00+00'), "
+                          f"(DATE '{ago(9)}', 'c', 'r3', TRUE, 8, TIMESTAMP '{ago(9)} 10:00:00+00')")
+    got = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=30,
+                   lookback=cfg.ledger_lookback_days).set_index("customer_id")
+    # a: the plan's contact on day-1 is the recorded one (plan_date, customer, sequence 0): not counted twice; its
+    # follow-up, pending on day+6, counts. b: a second message on day-2, not yet recorded. c: a contact on day-9 and
+    # its follow-up on day-1, both unrecorded
+    assert got["contacts_in_window"].to_dict() == {"a": 3, "b": 2, "c": 2}
+    assert got["days_since_contact"].to_dict() == {"a": 1, "b": 2, "c": 1}
+    assert got["total_contacts"].to_dict() == {"a": 3, "b": 2, "c": 2}
+
+
+def test_ensure_tables_adds_the_columns_a_grown_contract_has_and_keeps_the_rows(bq_client, cfg):
+    name = f"{cfg.project}.{cfg.dataset}.grown_{dt.datetime.now().strftime('%H%M%S%f')}"
+    bq.execute(bq_client, f"CREATE TABLE `{name}` (contact_date DATE, customer_id STRING, plan_date DATE, "
+                          "offer_level INT64, accepted BOOL, churned BOOL)")
+    bq.execute(bq_client, f"INSERT INTO `{name}` VALUES (DATE '2026-04-01', 'x', NULL, 1, TRUE, FALSE)")
+    existing = bq_client.get_table(name)
+    bq._add_missing_columns(bq_client, cfg, "contact_history", existing,
+                            table_id=name)
+    rows = bq.query(bq_client, cfg, f"SELECT customer_id, sequence FROM `{name}`")
+    assert rows.to_dict("records") == [{"customer_id": "x", "sequence": None}]
 
 
 def test_read_query_over_storage_api_equals_rest(bq_client, cfg):

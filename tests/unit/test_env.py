@@ -17,6 +17,9 @@ from tests.reference import sample_block
 from retention.scoring.features import MONTHS, NEVER, OUTCOMES, WEEKDAYS, accept_features
 
 START = dt.date(2026, 3, 2)
+OLD_ECONOMICS = dict(channel_costs=(0.0,) * 4, offer_efficacy=(1.0,) * 4, contact_backfire=0.0)
+"""Free messages, offers that keep every accepting would-be churner, no backfire: for the tests whose dynamics do
+not depend on effect sizes (the worlds' own effects are tested with the defaults)."""
 ACCEPT = np.array([0.1, 0.2, 0.3, 0.4])
 
 
@@ -124,7 +127,7 @@ def test_followup_repeats_the_offer_after_its_delay():
     # accepted only at the follow-up of a day-0 contact made with delay 3 (pdays 3)
     table = lambda code, senior, phone, level, campaign, pdays, previous, outcome: (  # noqa: E731
         np.where(np.broadcast_arrays(pdays, level)[0] == 3, 1.0, 0.0))
-    sim = Simulator(cohort(200, risk=0.0), table, Config(), horizon=6)
+    sim = Simulator(cohort(200, risk=0.0), table, Config(**OLD_ECONOMICS), horizon=6)
     sim.reset(1, START)
     rows = np.flatnonzero(sim.days_since_contact() != 3)
     delay = np.where(np.arange(len(rows)) % 2 == 0, 3, 2)
@@ -142,7 +145,7 @@ def test_followup_repeats_the_offer_after_its_delay():
 
 
 def test_a_secured_customer_neither_churns_nor_is_retained_twice():
-    sim = Simulator(cohort(50, risk=1.0), flat_table(np.ones(4)), Config(), horizon=3)  # everyone churns today
+    sim = Simulator(cohort(50, risk=1.0), flat_table(np.ones(4)), Config(**OLD_ECONOMICS), horizon=3)  # all churn today
     sim.reset(0, START)
     rows = np.arange(25)
     first = sim.contact(rows, np.full(25, 1), np.zeros(25, dtype=np.int64))

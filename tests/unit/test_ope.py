@@ -12,7 +12,7 @@ from retention.simulation.simulator import RISK_DAYS, Simulator
 from retention.simulation.ope import (action_logp, effective_sample_size, estimate, expected_budget, reward, sequences,
                            simulate_logs, tempered)
 from retention.pipeline.outcomes import draw
-from tests.unit.test_env import START, cohort, flat_table
+from tests.unit.test_env import OLD_ECONOMICS, START, cohort, flat_table
 from tests.unit.test_policy import constant_policy
 
 K, N = 4, 20_000
@@ -138,17 +138,18 @@ def test_tempered_policy_divides_the_logits_and_mixes_in_the_uniform():
     assert mixed.version == "const@t1e0.2" and mixed.block == policy.block
 
 
-def test_reward_is_the_accepted_offers_expected_retention_less_the_channel_cost():
-    got = reward([True, True, False], [True, False, True], [1000.0, 1000.0, 1000.0], [0.4, 0.4, 0.4],
-                 [0.1, 0.1, 0.0], 2.0)
-    np.testing.assert_allclose(got, [1000.0 * 0.3 - 2.0, -2.0, 0.0])
+def test_reward_is_the_incremental_value_of_the_observed_outcome_less_the_message():
+    # accepted level 2 (efficacy 0.5, 10 %): 1000 * (0.4 * 0.5 - 0.1) - 2; not accepted: the backfire, 1000 * 0.4 *
+    # 0.03, and the message; not contacted: nothing
+    got = reward([True, True, False], [True, False, True], [1000.0] * 3, [0.4] * 3, [2, 2, 0], [2.0] * 3, Config())
+    np.testing.assert_allclose(got, [1000.0 * 0.1 - 2.0, -12.0 - 2.0, 0.0])
 
 
 # the sequential case in the simulator
 
 
 def test_simulated_logs_of_the_behaviour_itself_reproduce_its_value():
-    cfg = Config(daily_budget=1e9)
+    cfg = Config(daily_budget=1e9, **OLD_ECONOMICS)
     sim = Simulator(cohort(300, seed=3), flat_table(), cfg, horizon=6)
     behaviour = constant_policy([0.0, -1.0], [0.0, 0.3, 0.0, -0.3], np.zeros(8))
     logs, truth = simulate_logs(sim, behaviour, behaviour, [(0, START), (1, START + dt.timedelta(days=6))])
@@ -163,7 +164,7 @@ def test_simulated_logs_of_the_behaviour_itself_reproduce_its_value():
 def test_sequential_estimate_is_within_10_percent_of_the_simulated_truth(temperature, epsilon):
     """A behaviour unlike the target over 10 days under a binding budget: cooldown, fatigue, follow-ups and
     secured customers all make a customer's later states depend on the earlier decisions."""
-    cfg = Config(daily_budget=12_000.0)  # about 90 contacts at the 15 % offer a day, for ~3,600 candidates
+    cfg = Config(daily_budget=12_000.0, **OLD_ECONOMICS)  # about 90 contacts at the 15 % offer a day, for ~3,600 candidates
     sim = Simulator(cohort(4_000, seed=3), flat_table(), cfg, horizon=10)
     target = constant_policy([0.0, 2.0], [0.0, 0.0, 0.0, 3.0], np.zeros(8))
     episodes = [(i, START + dt.timedelta(days=10 * i)) for i in range(4)]
@@ -188,21 +189,21 @@ def _contacts(n: int, risk: float, accept: float, delay: int) -> pd.DataFrame:
 
 def test_outcomes_are_keyed_by_day_and_customer():
     rows = _contacts(400, 0.5, 0.3, 3)
-    first = draw(rows, flat_table(), START)
-    again = draw(rows.iloc[::-1].reset_index(drop=True), flat_table(), START).iloc[::-1].reset_index(drop=True)
+    first = draw(rows, flat_table(), START, Config(**OLD_ECONOMICS))
+    again = draw(rows.iloc[::-1].reset_index(drop=True), flat_table(), START, Config(**OLD_ECONOMICS)).iloc[::-1].reset_index(drop=True)
     pd.testing.assert_frame_equal(first, again)
     assert set(first["contact_date"]) == {START} and set(first["plan_date"]) == {START}
-    assert not first[["accepted", "churned"]].equals(draw(rows, flat_table(), START + dt.timedelta(days=1))
+    assert not first[["accepted", "churned"]].equals(draw(rows, flat_table(), START + dt.timedelta(days=1), Config(**OLD_ECONOMICS))
                                                      [["accepted", "churned"]])
     assert not (first["accepted"] & first["churned"]).any()  # an accepted offer keeps the customer
 
 
 def test_outcome_rates_follow_the_simulator():
     n, risk, accept = 40_000, 0.4, 0.3
-    now = draw(_contacts(n, risk, accept, 0), flat_table(), START)
+    now = draw(_contacts(n, risk, accept, 0), flat_table(), START, Config(**OLD_ECONOMICS))
     assert now["accepted"].mean() == pytest.approx(accept, abs=0.01)
     assert now.loc[~now["accepted"], "churned"].mean() == pytest.approx(risk, abs=0.01)  # within RISK_DAYS
     # a follow-up 3 days later, to a customer still there, accepted with the table's P(accept | level 2) = 0.3
-    later = draw(_contacts(n, risk, accept, 3), flat_table(), START)
+    later = draw(_contacts(n, risk, accept, 3), flat_table(), START, Config(**OLD_ECONOMICS))
     alive = (1 - risk) ** (3 / RISK_DAYS)
     assert later["accepted"].mean() == pytest.approx(accept + (1 - accept) * alive * 0.3, abs=0.01)

@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention.config import Config
-from retention.deciding.rules import (REASONS, accept_probs, budget_pass, eligibility, expected_values, offer_costs, reason_codes, reason_column, violations)
+from retention.config import CHANNELS, Config
+from retention.deciding.rules import (REASONS, accept_probs, budget_pass, eligibility, expected_values, message_costs,
+                                      offer_costs, reason_codes, reason_column, violations)
 from tests.reference import budget_pass_reference as _budget_pass_reference
 from retention.deciding.decide import decide_plan as decide
 from retention.deciding.greedy import decide_greedy
@@ -37,6 +38,7 @@ def _day(n: int, seed: int = 0) -> pd.DataFrame:
         "suppressed": rng.random(n) < 0.05,
         "days_since_contact": rng.choice([1, 3, 6, 7, 8, 30, 999], n),
         "contacts_in_window": rng.integers(0, 5, n),
+        "channel": np.asarray(CHANNELS)[rng.integers(0, len(CHANNELS), n)],
     })
 
 
@@ -109,12 +111,16 @@ def test_reason_codes_and_column():
 
 
 def test_expected_values_and_costs_exact():
-    day = pd.DataFrame({"customer_value": [1000.0], "churn_risk": [0.5], "accept_prob_0": [0.1],
-                        "accept_prob_1": [0.2], "accept_prob_2": [0.3], "accept_prob_3": [0.4]})
-    cfg = Config(channel_cost=2.0)
-    # 0.1*1000*0.5 - 2, 0.2*1000*0.45 - 2, 0.3*1000*0.4 - 2, 0.4*1000*0.35 - 2
-    np.testing.assert_allclose(expected_values(day, cfg), [[48.0, 88.0, 118.0, 138.0]])
-    np.testing.assert_allclose(offer_costs(day, cfg), [[2.0, 52.0, 102.0, 152.0]])
+    day = pd.DataFrame({"customer_id": ["c"], "channel": ["email"], "customer_value": [1000.0], "churn_risk": [0.5],
+                        "accept_prob_0": [0.1], "accept_prob_1": [0.2], "accept_prob_2": [0.3], "accept_prob_3": [0.4]})
+    cfg = Config(channel_cost=2.0)  # + 0.01 an email; efficacy 0.1/0.4/0.5/0.6, backfire 0.03
+    # value * (risk * (a e - (1 - a) b) - a pct) - message:
+    # 1000 * (0.5 * (0.01 - 0.027)) - 2.01, 1000 * (0.5 * (0.08 - 0.024) - 0.01) - 2.01,
+    # 1000 * (0.5 * (0.15 - 0.021) - 0.03) - 2.01, 1000 * (0.5 * (0.24 - 0.018) - 0.06) - 2.01
+    np.testing.assert_allclose(expected_values(day, cfg), [[-10.51, 15.99, 32.49, 48.99]])
+    # the whole discount and two messages (the contact and a possible follow-up) are committed
+    np.testing.assert_allclose(offer_costs(day, cfg), [[4.02, 54.02, 104.02, 154.02]])
+    assert message_costs(day.assign(channel="phone"), cfg)[0] == 6.0
 
 
 def test_accept_probs_of_rows():
@@ -166,13 +172,15 @@ def test_decide_greedy_hand_frame():
         "accept_prob_2": [0.3] * 8, "accept_prob_3": [0.4] * 8,
         "suppressed": [False, True, False, False, False, False, False, False],
         "days_since_contact": [999, 999, 999, 3, 999, 999, 999, 999],
-        "contacts_in_window": [0, 0, 0, 0, 3, 0, 0, 0],
+        "contacts_in_window": [0, 0, 0, 0, 3, 0, 0, 0], "channel": "email",
     })
-    plan = decide_greedy(day, Config(daily_budget=280.0))
+    # free messages, offers that save every acceptor, no backfire: EV_k = a_k * value * (risk - pct_k)
+    cfg = Config(daily_budget=280.0, channel_costs=(0.0,) * 4, offer_efficacy=(1.0,) * 4, contact_backfire=0.0)
+    plan = decide_greedy(day, cfg)
     # best level 3 for all: c0 and c6 EV 0.4*1000*0.35 = 140, cost 150; c5 EV 0.4*800*0.35 = 112, cost 120.
     # round 1: c0 is funded first (tie kept in input order, 130 left), c6 no longer fits, c5 does (10 left);
     # c6 then falls back: level 2 (cost 100) and 1 (cost 50) do not fit, level 0 (EV 0.1*1000*0.5 = 50) is free.
-    # c4 has EV 0 at every level.
+    # c4 has EV 0 at every level. Each contact gets a follow-up (7 days): its value is EV * (2 - a).
     assert plan["decision_reason"].tolist() == [
         "contact", "suppressed", "holdout", "cooldown", "fatigue", "low_value", "contact", "contact"]
     assert plan["contact"].tolist() == [True, False, False, False, False, False, True, True]
@@ -180,7 +188,7 @@ def test_decide_greedy_hand_frame():
     assert plan["offer_level"].dtype == "Int64" and plan["followup_days"].dtype == "Int64"
     assert plan["followup_days"].tolist() == [7, pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, 7, 7]
     np.testing.assert_allclose(plan["offer_cost"], [150, 0, 0, 0, 0, 0, 120, 0])
-    np.testing.assert_allclose(plan["expected_value"], [140, 0, 0, 0, 0, 0, 112, 50])
+    np.testing.assert_allclose(plan["expected_value"], [140 * 1.6, 0, 0, 0, 0, 0, 112 * 1.6, 50 * 1.9])
     np.testing.assert_allclose(plan["offer_pct"], [0.15] + [np.nan] * 5 + [0.15, 0.0])
     assert plan["holdout"].tolist() == [False, False, True, False, False, False, False, False]
     assert (plan["propensity"] == 1.0).all() and (plan["policy_model"] == "greedy_ev").all()

@@ -14,7 +14,8 @@ from retention.deciding import greedy, rules
 from retention.config import Config
 from retention.simulation.simulator import Simulator
 from retention.deciding.sampler import DELAYS
-from retention.deciding.policy import Policy, agent_policy, load_policy, roll, rollout, save_policy, uniform_policy
+from retention.deciding.policy import (Policy, agent_policy, load_policy, roll, rollout, rollout_frame, save_policy,
+                                      uniform_policy)
 from retention.simulation.evaluate import evaluate, greedy_decider, no_contact_decider, policy_decider, top_risk_decider
 from retention.deciding.greedy import no_contact, top_risk
 from retention.deciding.network import Agent
@@ -23,6 +24,11 @@ from tests.unit.test_plan import _day
 
 DS = dt.date(2026, 5, 4)
 RULES = {"budget": 0, "offer": 0, "holdout": 0, "suppressed": 0, "cooldown": 0, "fatigue": 0}
+
+
+EVERY_OFFER_WORTH_IT = dict(channel_costs=(0.0,) * 4, offer_efficacy=(1.0,) * 4, contact_backfire=0.0)
+"""Free messages and offers that keep every accepting would-be churner: with churn_risk above 0.15 every offer has a
+positive expected value, so `rules.worth_making` masks none and the sampler's own masks are what is tested."""
 
 
 def constant_policy(contact, offer, delay, version="const", block=7) -> Policy:
@@ -74,7 +80,8 @@ def test_rollout_never_breaks_a_hard_rule(n, seed, scale, budget, channel_cost, 
 
 def test_propensity_is_the_probability_of_the_action_taken():
     day = _day(300, 1).assign(suppressed=False, days_since_contact=999, contacts_in_window=0)
-    cfg = Config(daily_budget=1e9, holdout_share=0.0)
+    cfg = Config(daily_budget=1e9, holdout_share=0.0, **EVERY_OFFER_WORTH_IT)
+    day = day.assign(churn_risk=0.5 + 0.4 * day["churn_risk"])
     # P(contact) = 3/4; offers 1:1:1:2; delays: delay 7 has weight e^1, the others 1
     planned = rollout(day, cfg, constant_policy([0, np.log(3)], [0, 0, 0, np.log(2)], [0] * 7 + [1]), DS)
     contact = planned["contact"].to_numpy()
@@ -91,7 +98,7 @@ def test_propensity_follows_the_budget_mask():
     # two customers of value 1000; 100 of budget: the first can afford levels 0-2, then what is left
     day = _day(2, 3).assign(customer_id=["c0", "c1"], customer_value=1000.0, churn_risk=[0.9, 0.8], suppressed=False,
                             days_since_contact=999, contacts_in_window=0)
-    cfg = Config(daily_budget=100.0, holdout_share=0.0)
+    cfg = Config(daily_budget=100.0, holdout_share=0.0, **EVERY_OFFER_WORTH_IT)
     planned = rollout(day, cfg, constant_policy([-50, 50], [0, 0, 0, 50], [0] * 8), DS)  # wants contact + level 3
     # row 0: level 3 (cost 150) is masked, levels 0-2 equally likely: it takes one of them with probability 1/3
     assert planned["contact"].tolist() == [True, True]
@@ -108,7 +115,7 @@ def test_sampling_frequencies_match_the_propensities():
     n = 4000
     rows = _day(n, 4).assign(suppressed=False, days_since_contact=999, contacts_in_window=0, churn_risk=0.5,
                              customer_value=800.0)
-    cfg = Config(holdout_share=0.0, daily_budget=1e9)
+    cfg = Config(holdout_share=0.0, daily_budget=1e9, **EVERY_OFFER_WORTH_IT)
     level_logits = np.array([0.5, 0.0, -0.5, 1.0])
     planned = rollout(rows, cfg, constant_policy([0.3, -0.2], level_logits, np.linspace(0, 1, 8)), DS)
     contact = planned["contact"].to_numpy()
@@ -245,3 +252,26 @@ def test_evaluation_rows_and_the_shared_episodes():
     assert rows[2]["net_revenue_retained"] > 0
     again = evaluate(sim, {"greedy": greedy_decider}, [(1, START), (2, START + dt.timedelta(days=9))])
     assert again[0] == rows[2]  # same seeds, same episodes
+
+
+def test_one_customer_with_the_budget_left_at_their_turn_gets_the_plans_decision():
+    """What `retention decide` promises: the same facts, day and budget state as in the plan give the plan's
+    decision. With one row per forward pass the state at a row's turn is the budget left then (Decisions.before)."""
+    from tests.unit.test_golden_decisions import golden_logits
+
+    day = _day(240, 11)
+    cfg = Config(daily_budget=900.0, **EVERY_OFFER_WORTH_IT)
+    policy = Policy(golden_logits, "golden", block=1)
+    r = roll(day, cfg, policy, DS)
+    planned = rollout_frame(day, cfg, policy, r)
+    cols = ["contact", "offer_level", "followup_days", "propensity", "decision_reason"]
+    compared = 0
+    for pos in range(0, len(r.queue), 3):
+        i = r.queue[pos]
+        one = rollout(day.iloc[[i]], cfg, policy, DS, budget_left=float(r.decisions.before[pos]))
+        assert one[cols].iloc[0].equals(planned[cols].iloc[i]), (i, one[cols].iloc[0], planned[cols].iloc[i])
+        compared += int(planned["contact"].iloc[i])
+    assert compared >= 5 and r.decisions.before[-1] < cfg.daily_budget  # contacts compared, and a budget spent
+    # the whole budget instead of what was left: some late customer is decided differently
+    late = [r.queue[p] for p in range(len(r.queue)) if r.decisions.before[p] < 0.5 * cfg.daily_budget]
+    assert any(not rollout(day.iloc[[i]], cfg, policy, DS)[cols].iloc[0].equals(planned[cols].iloc[i]) for i in late)

@@ -103,8 +103,16 @@ def test_decide_one_contacts_a_risky_customer_with_a_safe_message(cfg):
     assert "Maya" in out["message"] and out["shield_checks"]["action"] == "none"
     assert out["send_at"] == "2025-03-09T13:00:00+00:00"  # an sms waits until 09:00 EDT, the day clocks sprang
     assert out["models"] == {"risk": "risk-v1", "accept": "accept-v1", "policy": "greedy_ev"}
+    assert out["budget"] == {"daily_budget": cfg.daily_budget, "left": cfg.daily_budget,
+                             "source": "the full daily budget"}
     row = pd.DataFrame([{"customer_id": "x", "name": "Maya", "offer_pct": out["offer_pct"]}])
     assert evaluate(row, pd.Series([out["message"]]), row)[0]["action"].tolist() == [0]
+
+
+def test_decide_one_says_which_budget_it_used_and_obeys_it(cfg):
+    out = retain.decide_one(cfg, FACTS, DS, budget_left=0.0, budget_source="what the published plan left")
+    assert out["budget"] == {"daily_budget": cfg.daily_budget, "left": 0.0, "source": "what the published plan left"}
+    assert out["decision"] == "no_contact" and out["decision_reason"] == "budget"
 
 
 def test_decide_one_respects_the_hard_rules(cfg):
