@@ -23,7 +23,7 @@ export RETENTION_GENERATOR ?= transformers
 export RETENTION_LLM_MAX_MESSAGES ?= 50
 endif
 
-.PHONY: setup demo plan test bench airflow serve bq-up bq-down deploy clean
+.PHONY: setup demo plan test browser bench airflow serve bq-up bq-down deploy clean
 
 setup: $(VENV)/.installed $(BQ_VENV)/.installed
 
@@ -66,8 +66,16 @@ plan: setup bq-up $(AIRFLOW_HOME)/.migrated
 	  || (tail -40 $(RETENTION_ARTIFACT_ROOT)/dags_test_$(DS).log; exit 1)
 	$(BIN)/retention summary --ds $(DS)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest tests -q -ra
+
+# tests/browser drive Debian's chromium through Playwright (installed by setup): a browser download by Playwright
+# itself cannot work offline. Where apt cannot install it, point RETENTION_CHROMIUM at a Chromium binary.
+browser:
+	@command -v chromium >/dev/null || [ -n "$$RETENTION_CHROMIUM" ] || ! command -v apt-get >/dev/null \
+	  || (export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium \
+	      || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null \
+	  || echo "Debian's chromium could not be installed: set RETENTION_CHROMIUM for tests/browser"
 
 bench: setup bq-up
 	$(BIN)/retention train --missing --profile quick
