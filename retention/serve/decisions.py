@@ -22,6 +22,8 @@ from retention.pipeline import retain
 from retention.serve import budget
 
 ATTEMPTS = 3
+SOURCE = "the online daily budget left (online_budget)"
+"""Which budget an online decision was made with: its state is what is left of `online_daily_budget`."""
 """Decisions tried against what is left of the budget before the last one, with none left (a race lost each time)."""
 _DECIDING = threading.Lock()
 """One decision computed at a time per process: it is CPU-bound (the GIL serialises it anyway), and the models and
@@ -50,18 +52,18 @@ def decide(cfg: Config, client: bigquery.Client, facts: Mapping[str, Any], ds: s
     read); when its reservation is refused, the next decides with what is left, and after ATTEMPTS refusals the
     decision is made with nothing left (no offer that costs).
     """
-    day = dt.date.fromisoformat(ds)
+    day, online = dt.date.fromisoformat(ds), dataclasses.replace(cfg, daily_budget=cfg.online_daily_budget)
     left = _LEFT.get(day, cfg.online_daily_budget)
     for _ in range(ATTEMPTS):
         with timed(timings, "decide"), _DECIDING:
-            out = retain.decide_one(dataclasses.replace(cfg, daily_budget=left), facts, ds)
+            out = retain.decide_one(online, facts, ds, left, SOURCE)
         with timed(timings, "bq"):
             if out["decision"] == "no_contact" or budget.reserve(client, cfg, day, out["offer_cost"]):
                 return out
             left = budget.remaining(client, cfg, day)
         _LEFT[day] = min(left, _LEFT.get(day, left))
     with timed(timings, "decide"), _DECIDING:
-        return retain.decide_one(dataclasses.replace(cfg, daily_budget=0.0), facts, ds)
+        return retain.decide_one(online, facts, ds, 0.0, SOURCE)
 
 
 def violations(out: Mapping[str, Any], name: str) -> int:
