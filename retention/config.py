@@ -90,7 +90,7 @@ class Config:
     """Candidates an LLM backend samples per contact; the shield drops failures, the reward model picks the best."""
     data_dir: str = str(REPO_ROOT.parent / "shared" / "data")
     """Folder holding the public data sets (IBM Telco, UCI Bank Marketing, preference data)."""
-    online_daily_budget: float = 500.0
+    online_daily_budget: float = 2000.0
     """Currency units a day's online offers (`POST /retain`) may commit at worst, apart from the plan's budget."""
     serve_max_body_bytes: int = 16384
     """Largest request body the online service accepts; a bigger one is refused with 413."""
