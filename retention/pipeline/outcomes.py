@@ -13,6 +13,14 @@ with the Simulator's dynamics and constants (retention/simulation/simulator.py):
 Draws are uniforms keyed by (D, customer_id), independent of the decision's own noise, so a rerun writes the same
 rows; `simulate_day` replaces exactly the (contact_date = D, plan_date = D) slice and never duplicates it. Run it
 after each day's plan and before the next day's: the next extract reads these rows (cooldown, fatigue, history).
+
+The `outcomes` table holds the same draws for every customer of D's plan who is not suppressed, the holdout included,
+so the holdout can be compared with the rest (`retention impact`): the contacted get their contact_history outcome,
+the others churn within HORIZON_DAYS with their churn_risk and the same churn uniform (no offer, no backfire).
+Customers in cooldown or at the fatigue cap keep their row: only the policy's own contacts put anyone there, never
+the holdout, so dropping them would select the policy arm by treatment. `simulate_day` replaces its plan_date = D
+partition.
+
 Unlike the Simulator, the warehouse keeps a churned or secured customer in the later snapshots (the customers table
 is an input): outcomes are written, the population is left as loaded.
 
@@ -33,12 +41,14 @@ from retention.deciding import rules
 from retention.scoring.accept import AcceptModel
 from retention.config import Config
 from retention.simulation.simulator import RISK_DAYS, AcceptTable, date_code, history_features
-from retention.deciding.sampler import DELAYS, NOISE
+from retention.deciding.sampler import NOISE
 from retention.scoring.features import OUTCOMES
 from retention.simulation.ope import reward
 from retention.deciding.policy import Policy
 from retention.hashing import decision_noise
 
+HORIZON_DAYS = RISK_DAYS
+"""Days after plan_date over which `outcomes` counts a churn (churn_risk's own horizon)."""
 SALT = "outcome|"
 """Prefix hashed with customer_id: outcome draws never reuse the decision's uniforms."""
 
@@ -56,7 +66,8 @@ def outcome_noise(customer_ids, ds: dt.date) -> np.ndarray:
 def followup_accept(rows: pd.DataFrame, table: AcceptTable, ds: dt.date) -> np.ndarray:
     """P(accept) of each row's offer repeated followup_days after ds (a contact that failed on ds)."""
     delay = rows["followup_days"].to_numpy(dtype=np.int64)
-    code = np.array([date_code(ds + dt.timedelta(days=d)) for d in range(DELAYS)])[delay]
+    # followup_days is a day count (cooldown_days + choice - 1, rules.followup_days), not a choice below DELAYS
+    code = np.array([date_code(ds + dt.timedelta(days=d)) for d in range(int(delay.max(initial=0)) + 1)])[delay]
     # as Simulator.accept_probs on the follow-up day: campaign = contacts in the window (the contact among them) + 1
     return table(code, rows["senior_citizen"].to_numpy(dtype=bool).astype(np.int64),
                  rows["channel"].eq("phone").to_numpy(dtype=bool).astype(np.int64),
@@ -93,11 +104,32 @@ def _churn_days(u: np.ndarray, risk: np.ndarray) -> np.ndarray:
         return np.floor(np.log(u) / np.log1p(-hazard))
 
 
+def everyone(eligible: pd.DataFrame, history: pd.DataFrame, ds: dt.date) -> pd.DataFrame:
+    """`outcomes` rows of ds's customers not suppressed (`eligible`): the contacted's churn and acceptance from their
+    `history` row, the others' churn drawn from churn_risk with the same churn uniform as `draw`."""
+    u = outcome_noise(eligible["customer_id"], ds)[:, 0]
+    churned = _churn_days(u, eligible["churn_risk"].to_numpy(dtype=np.float64)) < HORIZON_DAYS
+    treated = eligible["contact"].to_numpy(dtype=bool)
+    drawn = history.set_index("customer_id").loc[eligible.loc[treated, "customer_id"]]
+    churned[treated] = drawn["churned"].to_numpy(dtype=bool)
+    accepted = pd.array([None] * len(eligible), dtype="boolean")
+    accepted[treated] = drawn["accepted"].to_numpy(dtype=bool)
+    return pd.DataFrame({"plan_date": [ds] * len(eligible), "customer_id": eligible["customer_id"].to_numpy(),
+                         "holdout": eligible["holdout"].to_numpy(dtype=bool), "treated": treated,
+                         "decision_reason": eligible["decision_reason"].to_numpy(),
+                         "offer_level": pd.array(eligible["offer_level"], dtype="Int64"), "churned": churned,
+                         "accepted": accepted, "horizon_days": np.full(len(eligible), HORIZON_DAYS, np.int64)})
+
+
 def simulate_day(client, cfg: Config, ds: dt.date, table: AcceptTable) -> pd.DataFrame:
-    """Draw the outcomes of ds's published contacts and make them the (contact_date = ds, plan_date = ds) slice."""
+    """Draw the outcomes of ds's published contacts and make them the (contact_date = ds, plan_date = ds) slice;
+    the same draws for every customer not suppressed become the plan_date = ds partition of `outcomes`."""
     rows = bq.query(client, cfg, bq.sql_text("outcomes_contacted", cfg), ds=ds, window=int(cfg.fatigue_window_days))
     history = draw(rows, table, ds, cfg)
     bq.replace_partition(client, cfg, history, "contact_history", "contact_date", ds, extra_key={"plan_date": ds})
+    eligible = bq.query(client, cfg, bq.sql_text("outcomes_eligible", cfg), ds=ds)
+    client.create_table(bq.table_spec(cfg, "outcomes"), exists_ok=True, retry=bq.RETRY)
+    bq.replace_partition(client, cfg, everyone(eligible, history, ds), "outcomes", "plan_date", ds)
     return history
 
 
