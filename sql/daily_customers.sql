@@ -1,11 +1,11 @@
 -- The day's customers to plan, with what contact rules and scoring need from the contact ledger.
 -- grain: one row per customer of the ds snapshot; key: customer_id
 -- reads: customers (partition snapshot_date = ds), contact_history (contact_date < ds), contact_plan (partitions in
---   [ds - lookback, ds)), suppression (since <= ds)
+--   [ds - lookback, ds)), online_decisions (decision_date in [ds - lookback, ds]), suppression (since <= ds)
 -- params: ds DATE, window INT64 (fatigue window in days), lookback INT64 (oldest plan whose messages can still count)
 --
 -- The contact ledger: every message the send system recorded (contact_history) plus every message of earlier
--- published plans it has not recorded yet: a contact at its send_at and its follow-up followup_days later, pending
+-- published plans and of the online service's decisions (up to ds) it has not recorded yet: a contact at its send_at and its follow-up followup_days later, pending
 -- ones included. A message is identified by (plan_date, customer_id, sequence: 0 the contact, 1 the follow-up), so
 -- a recorded one is never counted twice. contacts_in_window counts the window's messages and every pending one;
 -- days_since_contact is the distance to the nearest message, sent or pending, so a scheduled follow-up keeps its
@@ -18,6 +18,17 @@ WITH planned AS (
   SELECT plan_date, customer_id, 1 AS sequence, DATE(TIMESTAMP_ADD(send_at, INTERVAL followup_days DAY)) AS contact_date
   FROM `{project}.{dataset}.contact_plan`
   WHERE plan_date < @ds AND plan_date >= DATE_SUB(@ds, INTERVAL @lookback DAY) AND contact AND followup_days > 0
+  UNION ALL
+  -- decisions of the online service (retention serve): a save-desk offer is a contact like any other
+  SELECT decision_date AS plan_date, customer_id, 0 AS sequence, DATE(decided_at) AS contact_date
+  FROM `{project}.{dataset}.online_decisions`
+  WHERE decision_date <= @ds AND decision_date >= DATE_SUB(@ds, INTERVAL @lookback DAY) AND contact
+  UNION ALL
+  SELECT decision_date AS plan_date, customer_id, 1 AS sequence,
+         DATE(TIMESTAMP_ADD(decided_at, INTERVAL followup_days DAY)) AS contact_date
+  FROM `{project}.{dataset}.online_decisions`
+  WHERE decision_date <= @ds AND decision_date >= DATE_SUB(@ds, INTERVAL @lookback DAY) AND contact
+    AND followup_days > 0
 ),
 recorded AS (
   SELECT customer_id, contact_date, plan_date, COALESCE(sequence, 0) AS sequence

@@ -100,7 +100,8 @@ def test_daily_dag_runs_end_to_end_and_reruns_idempotently(dagbag, airflow_db, b
     seconds = json.loads(runs.set_index("run_id").loc[sharded.run_id, "stage_seconds"])
     assert {"score-00000-of-00003", "score-00002-of-00003", "decide", "publish"} <= set(seconds)
     # the published plan, joined back to its inputs, keeps every hard rule
-    day_inputs = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=cfg.fatigue_window_days)
+    day_inputs = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=cfg.fatigue_window_days,
+                          lookback=cfg.ledger_lookback_days)
     joined = again.merge(day_inputs, on="customer_id")
     assert set(rules.violations(joined, cfg).values()) == {0}
 

@@ -87,7 +87,11 @@ def test_backfill_twice_gives_ten_identical_partitions(seeded, bq_client, cfg, c
     first = _plans(bq_client, cfg)
     _assert_ten_partitions(first)
     assert_promises_kept(first, cfg)  # the contact ledger: each day saw the messages of the days before it
-    assert first["contact"].sum() > len(DAYS)  # and there were messages to keep apart
+    # and the ledger was what kept them apart: the day after a contact (not yet in contact_history) is a cooldown day
+    contacted = first.loc[first["contact"].astype(bool) & (first["plan_date"] < END), ["plan_date", "customer_id"]]
+    after = first.set_index(["plan_date", "customer_id"])["decision_reason"]
+    next_day = [after[(d + dt.timedelta(days=1), c)] for d, c in contacted.itertuples(index=False)]
+    assert len(next_day) >= 3 and set(next_day) == {"cooldown"}, next_day
 
     # the same range again, as two processes over its halves at once, watching the staging dataset meanwhile
     procs = [_backfill_process(DAYS[0], DAYS[4]), _backfill_process(DAYS[5], DAYS[9])]

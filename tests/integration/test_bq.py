@@ -108,6 +108,13 @@ def test_daily_customers_sql_derives_history_features(bq_client, cfg):
     assert got["days_since_contact"].to_dict() == {"a": 1, "b": 2, "c": 1}
     assert got["total_contacts"].to_dict() == {"a": 3, "b": 2, "c": 2}
 
+    # a save-desk decision of the online service early on ds is a contact too (and its follow-up)
+    bq.execute(bq_client, f"INSERT INTO `{cfg.table('online_decisions')}` (decision_date, decided_at, customer_id, "
+                          f"contact, followup_days) VALUES (DATE '{day}', TIMESTAMP '{day} 02:00:00+00', 'c', TRUE, 9)")
+    got = bq.query(bq_client, cfg, bq.sql_text("daily_customers", cfg), ds=day, window=30,
+                   lookback=cfg.ledger_lookback_days).set_index("customer_id")
+    assert got.loc["c", "contacts_in_window"] == 4 and got.loc["c", "days_since_contact"] == 0
+
 
 def test_ensure_tables_adds_the_columns_a_grown_contract_has_and_keeps_the_rows(bq_client, cfg):
     name = f"{cfg.project}.{cfg.dataset}.grown_{dt.datetime.now().strftime('%H%M%S%f')}"

@@ -196,16 +196,16 @@ def test_one_index_lists_input_and_plan(tmp_path):
     assert "validations/customers/" in index and "validations/contact_plan/" in index
 
 
-def test_send_at_in_quiet_hours_or_off_day_raises(tmp_path):
-    plan = plan_frame()
+def test_send_at_in_quiet_hours_or_before_the_send_window_raises(tmp_path):
+    plan = plan_frame()  # sends at 14:00 UTC, 09:00 in Chicago
     plan.loc[0, "send_at"] = pd.Timestamp("2024-06-01T04:00:00Z")  # 23:00 in Chicago the night before
-    plan.loc[2, "send_at"] = pd.Timestamp("2024-06-02T14:00:00Z")  # the next day
+    plan.loc[2, "send_at"] = pd.Timestamp("2024-06-01T13:30:00Z")  # 08:30 in Chicago, before the 14:00 UTC window
     plan.loc[4, "send_at"] = pd.NaT
     with pytest.raises(PlanInvalidError) as err:
-        validate_plan(plan, Config(), DS, RUN, tmp_path)
+        validate_plan(plan, Config(send_window_start_hour=14), DS, RUN, tmp_path)
     msg = str(err.value)
     assert "send_at send_at inside the customer's local quiet hours: 1 rows, e.g. ['C000']" in msg
-    assert "send_at send_at not on the plan day in the customer's time zone: 2 rows, e.g. ['C000', 'C002']" in msg
+    assert "send_at send_at before the day's send window opens: 2 rows, e.g. ['C000', 'C002']" in msg
     assert "send_at expect_column_values_to_not_be_null() when contact == True: 1 rows, e.g. ['C004']" in msg
 
 
@@ -229,7 +229,7 @@ def related_frames() -> dict[str, pd.DataFrame]:
     history = pd.DataFrame({
         "contact_date": [d, d, dt.date(2024, 5, 1)], "customer_id": ["C001", "C002", "C001"],
         "plan_date": [d, d, dt.date(2024, 5, 1)], "offer_level": pd.array([1, 0, 3], dtype="Int64"),
-        "accepted": [False, True, None], "churned": [None, None, False],
+        "accepted": [False, True, None], "churned": [None, None, False], "sequence": pd.array([0, 1, None], "Int64"),
         "known_customer": True, "future_date": False,
     })
     suppression = pd.DataFrame({"customer_id": ["C003"], "reason": ["opt_out"], "since": [d],
@@ -250,7 +250,7 @@ def test_bad_related_rows_name_row_field_and_leave_the_customer_out(tmp_path):
     history, suppression = related["contact_history"], related["suppression"]
     history.loc[0, "offer_level"] = 7
     history.loc[1, "plan_date"] = dt.date(2024, 5, 25)
-    history.loc[3] = [dt.date(2024, 5, 2), "GHOST", None, 1, None, None, False, False]
+    history.loc[3] = [dt.date(2024, 5, 2), "GHOST", None, 1, None, None, 0, False, False]
     suppression.loc[0, "reason"] = ""
     good, rejects, summary = validate_input(day_frame(), DS, RUN, tmp_path, 0.5, related)
     got = set(zip(rejects["table_name"], rejects["customer_id"], rejects["field"], rejects["value"]))

@@ -1,6 +1,7 @@
 """Smoke: the policy training entry point end to end with a tiny budget: artifacts, the evaluation table, the gate,
 promotion, and the saved policy planning a real scored day under the hard rules."""
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -49,23 +50,31 @@ def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_mo
     (version,) = [p for p in (tmp_path / "models" / "policy").iterdir() if p.name not in ("champion", "champion.json")]
     assert FILES <= {p.name for p in version.iterdir()}
     m = read_metrics(version)
-    rows = {r["policy"]: r for r in m["evaluation"]}
-    assert list(rows) == ["ppo", "no_contact", "top_risk", "greedy_ev", "random"]
-    assert all(KEYS <= set(r) and r["violations_after"] == 0 for r in rows.values())
-    assert rows["no_contact"]["net_revenue_retained"] == 0
-    beats = all(rows["ppo"]["net_revenue_retained"] > rows[b]["net_revenue_retained"] for b in train_policy.BASELINES)
-    assert m["gate"]["passed"] == beats
-    assert code == (0 if beats else 1) and champion_dir(tmp_path, "policy").exists() == beats
-    assert [r["policy"] for r in m["evaluation_one_day"]] == list(rows)
+    assert list(m["evaluation"]) == ["base", "no_history", "fatigue", "backfire"]
+    for world, evaluation in m["evaluation"].items():
+        rows = {r["policy"]: r for r in evaluation}
+        assert list(rows) == ["ppo", "no_contact", "top_risk", "greedy_ev", "greedy_ev_followup", "random"]
+        assert all(KEYS <= set(r) and r["violations_after"] == 0 for r in rows.values())
+        assert rows["no_contact"]["net_revenue_retained"] == 0
+        verdict = m["gate"]["worlds"][world]
+        strongest = max(train_policy.BASELINES, key=lambda b: rows[b]["net_revenue_retained"])
+        assert verdict["strongest_rule"] == strongest
+        assert verdict["passed"] == (verdict["margin"]["low"] > 0)
+    assert m["gate"]["passed"] == all(w["passed"] for w in m["gate"]["worlds"].values())
+    # promoted either way: the network when it passed, else the rule it names
+    assert code == 0 and champion_dir(tmp_path, "policy").exists()
+    assert m["champion"] == ("ppo" if m["gate"]["passed"] else json.loads((version / "rule.json").read_text())["rule"])
     log = pd.read_csv(version / "training_log.csv")
     assert len(log) == 2 and log["pg_loss"].notna().all() and (log["lambda_cooldown"] >= 0).all()
     assert "greedy_ev" in (version / "evaluation.txt").read_text()
 
     # --no-promote only reports
+    champion = (tmp_path / "models" / "policy" / "champion.json").read_text()
     assert train_policy.main(args + ["--no-promote", "--iterations", "1"]) == 0
-    assert champion_dir(tmp_path, "policy").exists() == beats
+    assert (tmp_path / "models" / "policy" / "champion.json").read_text() == champion
 
-    # the saved policy plans a real scored day: rules held, holdout untouched, propensities logged
+    # the saved network plans a real scored day: rules held, holdout untouched, propensities logged
+    (version / "rule.json").unlink(missing_ok=True)
     policy = load_policy(version)
     assert policy.version == m["version"]
     cfg = Config(daily_budget=2000.0)
@@ -75,4 +84,5 @@ def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_mo
     assert not planned.loc[planned["holdout"], "contact"].any() and planned["contact"].sum() > 0
     assert ((planned["propensity"] > 0) & (planned["propensity"] <= 1)).all()
     assert (planned["policy_model"] == m["version"]).all()
-    assert np.isin(planned.loc[planned["contact"], "followup_days"], range(8)).all()
+    followups = [0, *range(cfg.cooldown_days, cfg.cooldown_days + 7)]
+    assert np.isin(planned.loc[planned["contact"], "followup_days"], followups).all()
