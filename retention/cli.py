@@ -274,6 +274,12 @@ def _left(column: pd.Series):
     return lambda value: f"{str(value):<{width}}"
 
 
+def _window(s: argparse.ArgumentParser, what: str = "plan_date") -> None:
+    """--start and --end, the inclusive range of days a command works on."""
+    s.add_argument("--start", type=_day, required=True, help=f"first {what} (inclusive)")
+    s.add_argument("--end", type=_day, required=True, help=f"last {what} (inclusive)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="retention", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -323,8 +329,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("backfill", help="run the daily plan for a range of days in this process, in order")
-    s.add_argument("--start", type=_day, required=True, help="first day (inclusive)")
-    s.add_argument("--end", type=_day, required=True, help="last day (inclusive)")
+    _window(s, "day")
     s.set_defaults(func=cmd_backfill)
 
     s = sub.add_parser("query", help="run SQL against the configured BigQuery (default: an example over the plan)")
@@ -340,8 +345,7 @@ def parser() -> argparse.ArgumentParser:
                     "from the warehouse: contact_plan and its outcomes in contact_history (simulate them with "
                     "`retention simulate-outcomes`). With --simulate: from logs the simulator makes over the same "
                     "dates, with the simulated truth and the relative error of each estimate.")
-    s.add_argument("--start", type=_day, required=True, help="first plan_date (inclusive)")
-    s.add_argument("--end", type=_day, required=True, help="last plan_date (inclusive)")
+    _window(s)
     s.add_argument("--policy", default="", help="candidate policy directory (default: the policy champion)")
     s.add_argument("--truth", action="store_true",
                    help="warehouse: also the candidate's simulated truth, replayed on the same days with simulated "
@@ -368,8 +372,7 @@ def parser() -> argparse.ArgumentParser:
                     "contact_history (contact_date = plan_date = day), so a rerun gives the same rows, never "
                     "duplicates. The next day's plan reads them (cooldown, fatigue, history): simulate a day before "
                     "planning the next, or use --plan.")
-    s.add_argument("--start", type=_day, required=True, help="first plan_date (inclusive)")
-    s.add_argument("--end", type=_day, required=True, help="last plan_date (inclusive)")
+    _window(s)
     s.add_argument("--plan", action="store_true",
                    help="run the daily plan of each day first (a backfill whose days see the outcomes before them)")
     s.set_defaults(func=cmd_simulate_outcomes)
@@ -382,8 +385,7 @@ def parser() -> argparse.ArgumentParser:
                     "minimum detectable effect, incremental customers and revenue, cost and ROI, by channel, risk "
                     "decile, week and offer level. Replaces the window's rows of `impact`; draws a Qini curve and "
                     "the weekly lift under <artifact root>/reports/impact/<start>_<end>/.")
-    s.add_argument("--start", type=_day, required=True, help="first plan_date (inclusive)")
-    s.add_argument("--end", type=_day, required=True, help="last plan_date (inclusive)")
+    _window(s)
     s.set_defaults(func=cmd_impact)
 
     s = sub.add_parser("summary", help="the latest run of a day and an example query over its plan")
