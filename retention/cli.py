@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO is registry chatter
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # GX's SQL datasources load alembic's plugins, loudly
     try:
         args.func(_labelled(load_config(), args), args)
         sys.stdout.flush()  # here, so that a reader gone early is a BrokenPipeError below, not a shutdown warning
