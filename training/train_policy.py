@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     train_cfg = ppo.PPOConfig(iterations=args.iterations or profile["iterations"], horizon=profile["horizon"],
                               seed=args.seed)
     agent, history = ppo.train(list(sims.values()), train_cfg, out / "training_log.csv")
-    ppo.learning_curve(history, out / "learning_curve.png", train_cfg.cost_limit)
+    ppo.learning_curve(history, out / "learning_curve.png", train_cfg.cost_limit, f"policy {version}")
     policy = agent_policy(agent, version, train_cfg.block)
     trained = time.perf_counter()
 

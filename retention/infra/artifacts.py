@@ -151,7 +151,8 @@ def write_evaluation(directory: str | Path, metrics: dict, ids, y, p_raw, p_cal,
     preds = pd.DataFrame({"id": np.asarray(ids), "label": np.asarray(y, dtype="int64"),
                           "p_raw": np.asarray(p_raw, dtype=float), "p_cal": np.asarray(p_cal, dtype=float)})
     preds.to_parquet(directory / PREDICTIONS, index=False)
-    reliability_plot(y, p_raw, p_cal, directory / "reliability.png")
-    importance_plot(list(importance), list(importance.values()), directory / "importance.png")
+    title = f"{metrics.get('model', directory.parent.name)} {metrics.get('version', directory.name)}"
+    reliability_plot(y, p_raw, p_cal, directory / "reliability.png", title=title)
+    importance_plot(list(importance), list(importance.values()), directory / "importance.png", title=title)
     # metrics.json last: its presence marks a finished run (promote checks it)
     (directory / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=False))

@@ -27,7 +27,7 @@ STAGING_TTL_MS = 24 * 3600 * 1000
 PARTITION_FILTER_REQUIRED = ("contact_plan",)
 """Tables whose every query must filter on the partition column (BigQuery rejects one that does not)."""
 CONTRACT_TABLES = ("customers", "contact_history", "suppression", "contact_plan", "plan_runs", "rejects",
-                   "online_decisions", "online_budget")
+                   "online_decisions", "online_budget", "outcomes", "impact")
 
 
 API_RETRY_S = 30.0

@@ -56,7 +56,7 @@ def _binned(y, p, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
     return frame["p"].to_numpy(), frame["y"].to_numpy()
 
 
-def reliability_plot(y, p_raw, p_cal, path: str | Path) -> None:
+def reliability_plot(y, p_raw, p_cal, path: str | Path, title: str = "") -> None:
     """Reliability diagram (10 equal-width bins) of raw and calibrated scores, with a histogram of p_cal."""
     # Figure without pyplot renders with Agg and touches no global backend state (headless CI, Vertex jobs).
     fig = Figure(figsize=(5, 6))
@@ -66,6 +66,7 @@ def reliability_plot(y, p_raw, p_cal, path: str | Path) -> None:
         x, obs = _binned(y, p)
         top.plot(x, obs, "o-", label=f"{name} (ECE {ece(y, p):.3f})")
     top.set_ylabel("observed rate")
+    top.set_title(f"Calibration on held-out rows{': ' + title if title else ''}")
     top.legend(loc="upper left")
     bottom.hist(p_cal, bins=20, range=(0, 1), color="grey")
     bottom.set_xlabel("predicted probability")
@@ -73,18 +74,23 @@ def reliability_plot(y, p_raw, p_cal, path: str | Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def importance_plot(names, values, path: str | Path, top: int = 20) -> None:
+def importance_plot(names, values, path: str | Path, top: int = 20, title: str = "") -> None:
     """Horizontal bars of the `top` largest importances."""
     order = np.argsort(values)[-top:]
     fig = Figure(figsize=(6, 0.3 * len(order) + 1))
     ax = fig.subplots()
     ax.barh([names[i] for i in order], [values[i] for i in order])
     ax.set_xlabel("total gain")
+    ax.set_title(f"Feature importance{': ' + title if title else ''}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
 # models ------------------------------------------------------------------------------------------------------
+
+PROBABILITY_RANGE = (0.001, 0.99)
+"""Calibrated probabilities are kept inside this range: isotonic regression gives exactly 0 or 1 to a score bin where
+every validation customer churned (or none did), a certainty a bin of a few dozen customers cannot give."""
 
 def fit_isotonic(p, y) -> IsotonicRegression:
     """Isotonic map raw score -> probability; scores outside the fitted range clip to its ends."""
@@ -130,7 +136,8 @@ class CalibratedXGB(BaseEstimator):
         """Calibrated P(class 1), shape (n,)."""
         # IsotonicRegression.predict is this interpolation (out_of_bounds="clip"), but it refuses an empty
         # batch, and a scoring shard of a day can be empty
-        return np.interp(self.predict_raw(X), self.calibrator_.X_thresholds_, self.calibrator_.y_thresholds_)
+        p = np.interp(self.predict_raw(X), self.calibrator_.X_thresholds_, self.calibrator_.y_thresholds_)
+        return np.clip(p, *PROBABILITY_RANGE)
 
     def importance(self) -> dict[str, float]:
         """Total gain of each feature (0.0 for a feature no tree splits on)."""

@@ -300,7 +300,7 @@ def write_log(history: list[dict], path: str | Path) -> None:
         writer.writerows(history)
 
 
-def learning_curve(history: list[dict], path: str | Path, cost_limit: float) -> None:
+def learning_curve(history: list[dict], path: str | Path, cost_limit: float, title: str = "") -> None:
     """Three panels: net revenue retained per episode, unmasked violation probability per rule, multipliers."""
     it = [h["iteration"] for h in history]
     fig = Figure(figsize=(7, 8))
@@ -308,6 +308,7 @@ def learning_curve(history: list[dict], path: str | Path, cost_limit: float) -> 
     top.plot(it, [h["net_revenue_retained"] for h in history], label="net revenue retained (drawn)")
     top.plot(it, [h["expected_return"] for h in history], label="expected", alpha=0.7)
     top.set_ylabel("per episode")
+    top.set_title(f"Constrained PPO learning curve{': ' + title if title else ''}")
     top.legend()
     for r in RULES:
         middle.plot(it, [h[f"cost_{r}"] for h in history], label=r)
