@@ -85,7 +85,7 @@ def top_risk(day: pd.DataFrame, cfg: Config, ds=None) -> pd.DataFrame:
     eligible = reason == 0
     contact = np.zeros(n, dtype=bool)
     contact[eligible] = budget_pass(day["churn_risk"].to_numpy()[eligible],
-                                         offer_costs(day, cfg)[eligible, top], cfg.daily_budget)
+                                    offer_costs(day, cfg)[eligible, top], cfg.daily_budget)
     reason = np.where(reason != 0, reason, np.where(contact, REASON["contact"], REASON["budget"]))
     return plan_frame(day, cfg, contact, np.full(n, top), np.full(n, GREEDY_FOLLOWUP), np.ones(n), holdout, reason,
                       "top_risk")

@@ -1,5 +1,5 @@
-"""The decision policy in the daily plan: the champion loaded, rolled forward over a day's candidates under the hard
-rules, and evaluated against the baselines in the simulator with the same seeds.
+"""The decision policy in the daily plan: the champion loaded (the network, or the rule its gate chose instead) and
+rolled forward over a day's candidates under the hard rules. Its evaluation lives in `simulation/evaluate.py`.
 
 `rollout` is what the decide stage runs when a policy is given: candidates (not suppressed, not in the holdout) are
 queued by revenue at stake (churn_risk x customer_value), decided `block` rows per forward pass with the budget

@@ -4,8 +4,9 @@
     retention decide --json '{"customer_id": "c1", ...}' --ds 2025-03-09
 
 The facts are checked against the `customers` contract and its expectation suite (each problem names its field),
-scored by the risk and accept champions (loaded once per process), decided under the hard rules with the day's
-whole budget, then given a shielded message and a send time, exactly as in the batch plan.
+scored by the risk and accept champions (loaded once per process), decided under the hard rules with the budget
+the caller says is left (`retention decide`: what the day's published plan left), then given a shielded message and
+a send time, exactly as in the batch plan.
 """
 from __future__ import annotations
 

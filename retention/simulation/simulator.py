@@ -318,7 +318,7 @@ class Simulator:
         self.churn_day[pushed] = np.minimum(self.churn_day[pushed], self._churn_days(pushed))
         pushed_in = ~accepted & ~would_churn & ~self.secured[rows] & (self.churn_day[rows] <= self.t + RISK_DAYS - 1)
         out = Outcome(*(np.zeros(n) for _ in range(2)), *(np.zeros(n, dtype=bool) for _ in range(2)), np.zeros(n))
-        lift = risk * (accept * self.efficacy[level] - (1.0 - accept) * self.backfire[rows])
+        lift = rules.churn_lift(risk, accept, self.efficacy[level], self.backfire[rows])
         out.expected[rows] = value * (lift - accept * pct) - cost
         out.paid[rows] = np.where(accepted, value * pct, 0.0) + cost
         out.realized[rows] = value * ((saved & would_churn).astype(float) - pushed_in) - out.paid[rows]
