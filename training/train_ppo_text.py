@@ -2,14 +2,16 @@
 
 Usage:
     .venv/bin/python -m training.train_ppo_text --profile quick
-    .venv/bin/python -m training.train_ppo_text --profile full --sft-dir PATH --reward-dir PATH --no-promote
+    .venv/bin/python -m training.train_ppo_text --profile full --sft-dir PATH --reward-dir PATH --judge-dir PATH --no-promote
 
-Reads the SFT and reward-model champions unless --sft-dir / --reward-dir name versions. The policy is a LoRA adapter
-initialised from SFT's and trained by retention/rlhf/ppo_text.py on the training split of the retention prompts.
-The gate (retention/rlhf/evaluate.py) compares PPO with SFT on held-out retention prompts: reward-model win rate
-> 50 %, mean KL to SFT <= the target, shield pass rate >= SFT's. The version directory holds the adapter and
-tokenizer, metrics.json (the gate's figures at the top level, the per-step log), learning_curve.png and samples.md
-(20 held-out prompts, SFT and PPO side by side).
+Reads the SFT, reward-model and judge champions unless --sft-dir / --reward-dir / --judge-dir name versions. The
+policy is a LoRA adapter initialised from SFT's and trained by retention/rlhf/ppo_text.py on the training split of
+the retention prompts. The gate (retention/rlhf/evaluate.py) compares PPO with SFT on held-out retention prompts:
+win rate > 50 % by the independent judge (a reward model PPO never trained against, plus the grounding check),
+mean KL to SFT <= the target, shield pass rate >= SFT's; the trained-against reward model's win rate and the two
+judges' agreement are reported. The version directory holds the adapter and tokenizer, metrics.json (the gate's
+figures at the top level, the per-step log), learning_curve.png and samples.md (20 held-out prompts, SFT and PPO
+side by side with both judges' scores and the shield verdict).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-promote", action="store_true", help="only report: never touch the champion, exit 0")
     p.add_argument("--sft-dir", default="", help="SFT adapter directory; empty: the SFT champion")
     p.add_argument("--reward-dir", default="", help="reward model directory; empty: the reward champion")
+    p.add_argument("--judge-dir", default="", help="independent judge (a reward model); empty: the judge champion")
     p.add_argument("--kl-target", type=float, default=None, help="override the profile's KL target (nats/message)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p.parse_args(argv)
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, seed=args.seed, kl_target=args.kl_target or cfg.kl_target)
 
     # models: one base with the policy (trainable) and reference (frozen) adapters, both from SFT; the reward model
+    # PPO climbs, and the judge it never sees
     root = Config(artifact_root=args.artifact_root).artifacts
     sft_dir = Path(args.sft_dir) if args.sft_dir else champion_dir(root, "sft")
     reward_dir = Path(args.reward_dir) if args.reward_dir else champion_dir(root, "reward")
@@ -86,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     model.load_adapter(str(sft_dir), adapter_name=REFERENCE, is_trainable=False)
     model.set_adapter(POLICY)
     reward_model, reward_tokenizer = load_reward(reward_dir, root, args.base_model)
+    judge_dir = Path(args.judge_dir) if args.judge_dir else champion_dir(root, "judge")
+    judge_model, judge_tokenizer = load_reward(judge_dir, root, args.base_model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    reward_model.to(device)
+    for m in (model, reward_model, judge_model):
+        m.to(device)
 
     # prompts
     folder = data.ensure(root, args.data_dir, args.seed, data.PROFILE_CUSTOMERS[args.profile])
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     out = version_dir(root, NAME, version)
     save_adapter(model, tokenizer, out, args.base_model)
     learning_curve(history, cfg.kl_target, out / "learning_curve.png")
-    rows = compare(model, tokenizer, reward_model, reward_tokenizer, test_prompts, cfg)
+    rows = compare(model, tokenizer, reward_model, reward_tokenizer, judge_model, judge_tokenizer, test_prompts, cfg)
     figures = summarise(rows, cfg.kl_target)
     verdict = gate(figures)
     (out / "samples.md").write_text(samples_markdown(rows, 20))
@@ -117,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {**figures, "model": NAME, "version": version, "profile": args.profile, "seed": args.seed,
                "base_model": args.base_model or "smollm2-135m-instruct",
                "sft_version": read_metrics(sft_dir)["version"], "reward_version": read_metrics(reward_dir)["version"],
+               "judge_version": read_metrics(judge_dir)["version"],
                "gate": verdict, "gate_table": table, "config": dataclasses.asdict(cfg), "history": history,
                "train_seconds": round(train_seconds, 1), "seconds": round(time.perf_counter() - started, 1)}
     (out / METRICS).write_text(json.dumps(metrics, indent=2))  # last: marks a finished run
     log.info("wrote %s (%.1f s)", out, metrics["seconds"])
-    summary = (f"win rate {figures['win_rate']:.3f}, KL {figures['kl']:.2f} (target {cfg.kl_target}), "
+    summary = (f"win rate {figures['win_rate']:.3f} by the judge ({figures['rm_win_rate']:.3f} by the trained RM, "
+               f"agreement {figures['agreement']:.3f}), KL {figures['kl']:.2f} (target {cfg.kl_target}), "
                f"shield {figures['shield_pass_rate']:.3f} vs SFT {figures['sft_shield_pass_rate']:.3f}")
     return promote_if_passed(root, NAME, version, verdict["passed"], summary, args.no_promote)
 

@@ -3,11 +3,16 @@
 Usage:
     .venv/bin/python -m training.train_reward --profile quick
     .venv/bin/python -m training.train_reward --profile full --seed 42 --artifact-root ./artifacts --no-promote
+    .venv/bin/python -m training.train_reward --profile quick --judge
 
 Training pairs mix, in the profile's shares: retention (a good message against a shield-violating, off-brand or
 wrong-offer one for the same prompt), HH-RLHF harmless, the SHP-format HH helpful pairs and OASST1 ranked sibling
 replies. Held-out pairwise accuracy is measured on the 10 % test split of each reported source separately (HH
 harmless and retention always). Gate: retention accuracy >= --min-retention-accuracy, since PPO-text optimises it.
+
+With --judge it trains the PPO-text gate's independent judge instead (model `judge`): the same recipe with seed
++ 1 on data built with that seed, keeping only pairs whose prompt (customer or dialogue) the reward model's data
+uses for neither training nor testing, so PPO-text never trained against it and it never saw the gate's prompts.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from retention.messages.base_model import base_model_path
 from retention.rlhf.reward import RewardParams, pairwise_accuracy, tokenize_pairs, train_reward
 from retention.rlhf.sft import logged_losses, loss_plot, save_adapter
 
-NAME = "reward"
+NAME, JUDGE = "reward", "judge"
 MIN_RETENTION_ACCURACY = 0.8
 SOURCES = ("retention", "hh_harmless", "shp_helpful", "oasst_ranked")
 PROFILES = {
@@ -65,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-promote", action="store_true", help="only report: never touch the champion, exit 0")
     p.add_argument("--min-retention-accuracy", type=float, default=MIN_RETENTION_ACCURACY,
                    help="gate: lowest held-out accuracy on retention pairs")
+    p.add_argument("--judge", action="store_true",
+                   help="train the independent judge of the PPO-text gate (seed + 1, pairs unseen by the reward model)")
     p.add_argument("--load-in-8bit", action="store_true", help="8-bit base through bitsandbytes (GPU only)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p.parse_args(argv)
@@ -76,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     params = PROFILES[args.profile]
+    name, seed = (JUDGE, args.seed + 1) if args.judge else (NAME, args.seed)
     if args.load_in_8bit:
         params = RewardParams(**(asdict(params) | {"load_in_8bit": True}))
 
@@ -84,19 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     base = base_model_path(root, args.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base)
 
-    # dataset: each source's share of steps x batch pairs that fit max_length
-    folder = data.ensure(root, args.data_dir, args.seed, data.PROFILE_CUSTOMERS[args.profile])
+    # dataset: each source's share of steps x batch pairs that fit max_length (the judge's: none the reward
+    # model's data trains or tests on)
+    customers = data.PROFILE_CUSTOMERS[args.profile]
+    folder = data.ensure(root, args.data_dir, seed, customers)
+    reward_folder = data.ensure(root, args.data_dir, args.seed, customers) if args.judge else None
     n = params.steps * params.batch_size
     train = []
     for source, share in params.mix.items():
         rows = data.load(folder, "pairs", "train", (source,))
-        train += tokenize_pairs(rows, tokenizer, params.max_length, int(round(n * share)), args.seed)
+        rows = data.unseen(rows, reward_folder) if args.judge else rows
+        train += tokenize_pairs(rows, tokenizer, params.max_length, int(round(n * share)), seed)
     held_out = {source: tokenize_pairs(data.load(folder, "pairs", "test", (source,)), tokenizer, params.max_length,
-                                       params.eval_size, args.seed) for source in params.eval_sources}
+                                       params.eval_size, seed) for source in params.eval_sources}
     log.info("training pairs %s; held-out pairs %s", _counts(train), {s: len(r) for s, r in held_out.items()})
 
     # training
-    trainer = train_reward(base, train, params, args.seed)
+    trainer = train_reward(base, train, params, seed)
     model = trainer.model.eval()
     accuracy = {s: pairwise_accuracy(model, rows, tokenizer.pad_token_id, params.batch_size * 2, params.bf16)
                 for s, rows in held_out.items()}
@@ -106,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # save
     version = new_version()
-    out = version_dir(root, NAME, version)
+    out = version_dir(root, name, version)
     save_adapter(model, tokenizer, out, args.base_model)
     loss_plot(losses, out / "loss.png", "reward model (Bradley-Terry) training loss")
     passed = accuracy["retention"] >= args.min_retention_accuracy
-    metrics = {"model": NAME, "version": version, "profile": args.profile, "seed": args.seed,
+    metrics = {"model": name, "version": version, "profile": args.profile, "seed": seed,
                "base_model": args.base_model or "smollm2-135m-instruct", "params": asdict(params),
                "rows": {"train": _counts(train), "held_out": {s: len(r) for s, r in held_out.items()}},
                "accuracy": accuracy, "hh_harmless_accuracy": accuracy["hh_harmless"],
@@ -121,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("wrote %s (%.1f s)", out, metrics["seconds"])
     summary = (f"retention accuracy {accuracy['retention']:.3f} (>= {args.min_retention_accuracy}), "
                f"HH harmless accuracy {accuracy['hh_harmless']:.3f} (reported)")
-    return promote_if_passed(root, NAME, version, passed, summary, args.no_promote)
+    return promote_if_passed(root, name, version, passed, summary, args.no_promote)
 
 
 def _counts(rows: list[dict]) -> dict[str, int]:

@@ -45,6 +45,7 @@ MACHINES = {
     "train_policy": Machine(CPU.machine_type, max_hours=4),
     "train_sft": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),
     "train_reward": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),
+    "train_judge": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),
     "train_ppo_text": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=12),
 }
 """Training job (module under training/) -> the machine it gets on Vertex AI."""

@@ -38,7 +38,7 @@ OFFER_PCTS = Config().offer_pcts
 """Offer levels 0-3, as in the default Config."""
 PROFILE_CUSTOMERS = {"tiny": 100, "quick": 1000, "full": 0}
 """Telco customers turned into retention records per training profile (0: all 7,043), the same for all three stages."""
-VERSION = 1
+VERSION = 2
 """Bumped when the records change, so a stale cache under the artifact root is rebuilt."""
 
 
@@ -169,7 +169,8 @@ def reason_codes(customers: pd.DataFrame, rng: np.random.Generator) -> list[list
 
 
 def retention_prompts(customers: pd.DataFrame, seed: int) -> list[dict]:
-    """One prompt per customer with an offer level 0-3 drawn by `seed`, plus what the shield checks against."""
+    """One prompt per customer with an offer level 0-3 drawn by `seed`, plus what the shield checks against (the
+    name, the offer, and the tenure and charges the prompt states)."""
     rng = np.random.default_rng(seed)
     levels = rng.integers(0, len(OFFER_PCTS), len(customers))
     codes = reason_codes(customers, rng)
@@ -179,6 +180,7 @@ def retention_prompts(customers: pd.DataFrame, seed: int) -> list[dict]:
         pct = OFFER_PCTS[level]
         rows.append({"customer_id": c["customer_id"], "name": name, "channel": c["channel"],
                      "offer_level": int(level), "offer_pct": pct, "pct_text": format_pct(pct) if pct > 0 else "",
+                     "tenure_months": int(c["tenure_months"]), "monthly_charges": float(c["monthly_charges"]),
                      "prompt": build_prompt(c.to_dict() | {"reason_codes": code}, pct)})
     return rows
 
@@ -299,6 +301,15 @@ def ensure(artifact_root: str | Path, data_dir: str | Path, seed: int = SPLIT_SE
     except OSError:  # another stage finished first: its files are the same
         shutil.rmtree(tmp)
     return target
+
+
+def unseen(rows: list[dict], folder: Path) -> list[dict]:
+    """The rows whose group the record set in `folder` uses for neither training nor testing: no pair of its
+    train or test split, no customer of its held-out prompts. The PPO-text gate's judge trains on these, built with
+    another seed, so it never sees the reward model's training pairs nor the prompts it judges."""
+    seen = {r["group"] for split in ("train", "test") for r in load(folder, "pairs", split)}
+    seen |= {p["customer_id"] for p in load(folder, "prompts", "test")}
+    return [r for r in rows if r["group"] not in seen]
 
 
 def load(folder: Path, kind: str, split: str, sources: tuple[str, ...] = ()) -> list[dict]:

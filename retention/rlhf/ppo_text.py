@@ -5,7 +5,7 @@ adapter and trained), and `sft`, the frozen SFT reference. A value head reads th
 Each update:
   rollout      sample a message for each prompt of a batch of retention prompts
   score        reward-model score, normalised on the SFT policy's samples (Ziegler et al. 2019, section 2),
-               minus a penalty when the shield would reject the message
+               minus a penalty when the shield (grounding check included) would reject the message
   KL penalty   per-token reward -beta * (log pi(y_t) - log pi_sft(y_t)), the score added on the last token
   GAE          advantages and returns over the response tokens
   update       clipped policy loss + clipped value loss, a few epochs over minibatches
@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from retention.messages.shield import MAX_CHARS, MIN_CHARS, has_banned, has_name, has_unsafe, offer_ok
+from retention.messages.shield import CHECKS, evaluate
 from retention.rlhf.reward import score
 from retention.rlhf.sft import POLICY, REFERENCE, autocast, sample
 
@@ -138,13 +138,31 @@ class Agent(nn.Module):
 # reward
 
 
-def shield_pass(texts: list[str], names: list[str], pct_texts: list[str]) -> np.ndarray:
-    """True where a message passes every shield check as written: no banned phrase or unsafe content, 50-200
-    characters, the customer's name, exactly the decided offer."""
-    text, name = pd.Series(texts, dtype="str"), pd.Series(names, dtype="str")
-    length = text.str.len().to_numpy()
-    return (~has_banned(text, name) & ~has_unsafe(text) & (length >= MIN_CHARS) & (length <= MAX_CHARS)
-            & has_name(text, name) & offer_ok(text, np.array(pct_texts, dtype=object)))
+def shield_failures(texts: list[str], names: list[str], pct_texts: list[str], tenure=None, charges=None
+                    ) -> list[list[str]]:
+    """The shield checks (shield.CHECKS, grounding included) each message fails as written, as the daily shield
+    stage judges it: `names` are the customers' cleaned names, `pct_texts` their offers ("" for none), `tenure` and
+    `charges` the facts the prompt gave (None: not given). The messages of one call are one batch: naming
+    another's customer fails "others"."""
+    n = len(texts)
+    rows = pd.DataFrame({"customer_id": [f"prompt-{i}" for i in range(n)], "name": names,
+                         "offer_pct": [float(p.rstrip("%")) / 100 if p else 0.0 for p in pct_texts],
+                         "tenure_months": np.nan if tenure is None else tenure,
+                         "monthly_charges": np.nan if charges is None else charges})
+    codes, _ = evaluate(rows, pd.Series(texts, dtype="str"), rows)
+    return [[check for check in CHECKS if codes[check][i] != 0] for i in range(n)]
+
+
+def prompt_facts(prompts: list[dict]) -> tuple[list, list, list, list]:
+    """(names, pct_texts, tenure, charges) of retention prompt records, as shield_failures takes them (NaN where a
+    record predates its tenure or charges)."""
+    return ([p["name"] for p in prompts], [p["pct_text"] for p in prompts],
+            [p.get("tenure_months", np.nan) for p in prompts], [p.get("monthly_charges", np.nan) for p in prompts])
+
+
+def shield_pass(texts: list[str], names: list[str], pct_texts: list[str], tenure=None, charges=None) -> np.ndarray:
+    """True where a message passes every shield check as written (the grounding check included)."""
+    return np.array([not failed for failed in shield_failures(texts, names, pct_texts, tenure, charges)], dtype=bool)
 
 
 def token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor,
@@ -215,7 +233,7 @@ def train(cfg: PPOConfig, model, tokenizer, reward_model, reward_tokenizer, prom
                     s.texts, cfg.batch_size, cfg.bf16)
         if score_mean is None:
             score_mean, score_std = raw.mean().item(), raw.std().item() + 1e-6
-        passed = shield_pass(s.texts, [b["name"] for b in batch], [b["pct_text"] for b in batch])
+        passed = shield_pass(s.texts, *prompt_facts(batch))
         scores = (raw - score_mean) / score_std - cfg.shield_penalty * torch.tensor(~passed, dtype=torch.float32)
         rewards, kl = token_rewards(scores.to(mask.device), logprobs, ref_logprobs, mask, kl_ctl.value)
 

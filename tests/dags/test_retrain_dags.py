@@ -18,10 +18,10 @@ RETRAIN_EDGES = {
     "retention_retrain_tabular": {"train_risk": set(), "train_accept": set()},
     "retention_retrain_policy": {"train_policy": set()},
     "retention_retrain_rlhf": {"train_sft": {"train_ppo_text"}, "train_reward": {"train_ppo_text"},
-                               "train_ppo_text": set()},
+                               "train_judge": {"train_ppo_text"}, "train_ppo_text": set()},
 }
 OUTLETS = {"train_risk": "risk", "train_accept": "accept", "train_policy": "policy", "train_sft": "sft",
-           "train_reward": "reward", "train_ppo_text": "ppo_text"}
+           "train_reward": "reward", "train_judge": "judge", "train_ppo_text": "ppo_text"}
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,10 @@ def test_rlhf_gate_failure_stops_ppo_text(prod_dagbag, monkeypatch):
     run = _run(prod_dagbag.dags["retention_retrain_rlhf"], 2)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "failed"
-    assert states == {"train_sft": "success", "train_reward": "failed", "train_ppo_text": "upstream_failed"}
-    assert {job.display_name for _, job in service.created} == {"retention-train_sft", "retention-train_reward"}
+    assert states == {"train_sft": "success", "train_reward": "failed", "train_judge": "success",
+                      "train_ppo_text": "upstream_failed"}
+    assert {job.display_name for _, job in service.created} == {"retention-train_sft", "retention-train_reward",
+                                                                 "retention-train_judge"}
     (pool,) = service.spec("retention-train_sft").job_spec.worker_pool_specs
     assert pool.machine_spec.accelerator_type.name == "NVIDIA_L4"
     assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]

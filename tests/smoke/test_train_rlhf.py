@@ -158,18 +158,26 @@ def test_ppo_text_trains_the_policy_adapter_and_value_head_only(tiny_base, tmp_p
     assert agent.value_head.weight.abs().sum() > 0  # zero-initialised, so it moved
 
 
-def test_gate_rules():
-    rows = [{"ppo_score": 1.0, "sft_score": 0.0, "kl": 2.0, "ppo_shield": True, "sft_shield": False,
-             "ppo": "x" * 60, "sft": "y" * 40},
-            {"ppo_score": 0.5, "sft_score": 0.5, "kl": 4.0, "ppo_shield": True, "sft_shield": True,
-             "ppo": "x" * 80, "sft": "y" * 40}]
+def comparison(ppo_score, sft_score, ppo_judge, sft_judge, kl, ppo_failed=(), sft_failed=()):
+    return {"ppo_score": ppo_score, "sft_score": sft_score, "ppo_judge": ppo_judge, "sft_judge": sft_judge, "kl": kl,
+            "ppo_failed": list(ppo_failed), "sft_failed": list(sft_failed), "ppo": "x" * 60, "sft": "y" * 40}
+
+
+def test_gate_rules_and_both_judges():
+    rows = [comparison(1.0, 0.0, 2.0, 1.0, 2.0, sft_failed=["name"]),  # both judges: PPO
+            comparison(0.5, 0.5, 0.0, 1.0, 4.0),  # RM: tie; judge: SFT
+            comparison(2.0, 0.0, 1.0, 0.0, 0.0, ppo_failed=["proper_nouns"]),  # RM: PPO; the judge: ungrounded loses
+            comparison(0.0, 1.0, 0.0, 1.0, 2.0, ["numbers"], ["dates"])]  # RM: SFT; judge: both ungrounded, a tie
     m = summarise(rows, kl_target=6.0)
-    assert (m["win_rate"], m["kl"], m["shield_pass_rate"], m["sft_shield_pass_rate"], m["mean_length"]) == \
-        (0.75, 3.0, 1.0, 0.5, 70.0)
-    assert gate(m)["passed"]
-    assert not gate(m | {"kl": 6.5})["passed"]
-    assert not gate(m | {"win_rate": 0.5})["passed"]
-    assert not gate(m | {"shield_pass_rate": 0.4})["passed"]
+    assert (m["win_rate"], m["rm_win_rate"], m["agreement"]) == ((1 + 0 + 0 + 0.5) / 4, (1 + 0.5 + 1 + 0) / 4, 0.25)
+    assert (m["kl"], m["shield_pass_rate"], m["sft_shield_pass_rate"], m["mean_length"]) == (2.0, 0.5, 0.5, 60.0)
+    assert (m["grounded_rate"], m["sft_grounded_rate"]) == (0.5, 0.75)
+    assert not gate(m)["passed"]  # the judge's win rate is 0.375, whatever the RM says
+    good = m | {"win_rate": 0.75}
+    assert gate(good)["passed"]
+    assert not gate(good | {"kl": 6.5})["passed"]
+    assert not gate(good | {"win_rate": 0.5})["passed"]
+    assert not gate(good | {"shield_pass_rate": 0.4})["passed"]
 
 
 def only_version(root, name):
@@ -182,8 +190,11 @@ def test_entry_points_tiny_profile(tiny_base, tmp_path):
             "--no-promote"]
     assert train_sft.main(args) == 0
     assert train_reward.main(args) == 0
+    assert train_reward.main(args + ["--judge"]) == 0
     sft_dir, reward_dir = only_version(tmp_path, "sft"), only_version(tmp_path, "reward")
-    assert train_ppo_text.main(args + ["--sft-dir", str(sft_dir), "--reward-dir", str(reward_dir)]) == 0
+    judge_dir = only_version(tmp_path, "judge")
+    assert train_ppo_text.main(args + ["--sft-dir", str(sft_dir), "--reward-dir", str(reward_dir),
+                                       "--judge-dir", str(judge_dir)]) == 0
     ppo_dir = only_version(tmp_path, "ppo_text")
     assert not (tmp_path / "models" / "ppo_text" / "champion").exists()  # --no-promote
 
@@ -197,10 +208,14 @@ def test_entry_points_tiny_profile(tiny_base, tmp_path):
     assert read_metrics(sft_dir)["train_loss"] > 0 and read_metrics(sft_dir)["rows"]["retention"] > 0
     m = read_metrics(reward_dir)
     assert 0 <= m["hh_harmless_accuracy"] <= 1 and 0 <= m["retention_accuracy"] <= 1
+    judge = read_metrics(judge_dir)
+    assert (judge["model"], judge["seed"]) == ("judge", m["seed"] + 1)
     m = read_metrics(ppo_dir)
     assert set(GATE_KEYS) <= set(m) and len(m["history"]) == 2 and m["sft_version"] == sft_dir.name
+    assert m["judge_version"] == judge_dir.name and "win rate (judge)" in m["gate_table"]
     assert set(m["history"][0]) >= {"reward", "kl", "beta", "shield_pass_rate"}
     assert (ppo_dir / "samples.md").read_text().count("\n| ") == 4 + 1  # header + 4 held-out prompts (tiny)
+    assert "judge" in (ppo_dir / "samples.md").read_text()
     assert list((tmp_path / "data" / "rlhf").glob("*/prompts_test.jsonl"))
 
     # the generator's contract: adapter + tokenizer in the directory, base resolved from the config

@@ -19,7 +19,7 @@ CFG = load_config(env=PRODUCTION_ENV)
 ARTIFACTS = "/gcs/us-central1-retention-1a2b3c-bucket/data/artifacts"
 DATA = "/gcs/us-central1-retention-1a2b3c-bucket/data/datasets"
 CPU_JOBS = ("train_risk", "train_accept", "train_policy")
-GPU_JOBS = ("train_sft", "train_reward", "train_ppo_text")
+GPU_JOBS = ("train_sft", "train_reward", "train_judge", "train_ppo_text")
 
 
 def _job(job: str, cfg=CFG, extra=("--profile", "full")):
@@ -34,7 +34,7 @@ def test_fuse_path():
 
 def test_every_job_has_a_machine_and_cpu_gpu_split():
     assert set(jobs.JOBS) == set(CPU_JOBS + GPU_JOBS)
-    assert [jobs.MACHINES[j].gpu for j in CPU_JOBS + GPU_JOBS] == [False] * 3 + [True] * 3
+    assert [jobs.MACHINES[j].gpu for j in CPU_JOBS + GPU_JOBS] == [False] * len(CPU_JOBS) + [True] * len(GPU_JOBS)
     assert jobs.GENERATION.gpu and jobs.GENERATION.accelerator_type == "NVIDIA_L4"
 
 
