@@ -43,6 +43,7 @@ MACHINES = {
     "train_risk": CPU,
     "train_accept": CPU,
     "train_policy": Machine(CPU.machine_type, max_hours=4),
+    "train_uplift": CPU,
     "train_sft": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),
     "train_reward": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),
     "train_judge": Machine(L4.machine_type, L4.accelerator_type, 1, max_hours=6),

@@ -18,7 +18,7 @@ from tests.fake_vertex import PRODUCTION_ENV, FakeJobService, install, no_networ
 CFG = load_config(env=PRODUCTION_ENV)
 ARTIFACTS = "/gcs/us-central1-retention-1a2b3c-bucket/data/artifacts"
 DATA = "/gcs/us-central1-retention-1a2b3c-bucket/data/datasets"
-CPU_JOBS = ("train_risk", "train_accept", "train_policy")
+CPU_JOBS = ("train_risk", "train_accept", "train_policy", "train_uplift")
 GPU_JOBS = ("train_sft", "train_reward", "train_judge", "train_ppo_text")
 
 
