@@ -76,6 +76,11 @@ class Config:
     """Accept model directory; empty means the accept champion."""
     policy_model_uri: str = ""
     """Decision policy directory; empty means the policy champion (greedy EV when there is none)."""
+    use_uplift: bool = False
+    """Score uplift_0..3 with the uplift champion (training/train_uplift.py) and let the decision use them in place of
+    the plan's own model of each offer's churn lift; off: the columns stay null."""
+    uplift_model_uri: str = ""
+    """Uplift model directory; empty means the uplift champion."""
     llm_max_messages: int = 0
     """Most messages an LLM backend writes per run (highest expected value first; the rest get the template); 0 = all."""
     base_model: str = ""
@@ -145,7 +150,8 @@ class Config:
         from retention.infra.artifacts import champion_dir
 
         uri = {"risk": self.risk_model_uri, "accept": self.accept_model_uri,
-               "policy": self.policy_model_uri, "ppo_text": self.message_model_uri}.get(name, "")
+               "policy": self.policy_model_uri, "uplift": self.uplift_model_uri,
+               "ppo_text": self.message_model_uri}.get(name, "")
         return Path(uri) if uri else champion_dir(self.artifacts, name)
 
     def run_dir(self, ds: str, run_id: str) -> Path:
@@ -187,6 +193,8 @@ ENV = {
     "RETENTION_RISK_MODEL_URI": "risk_model_uri",
     "RETENTION_ACCEPT_MODEL_URI": "accept_model_uri",
     "RETENTION_POLICY_MODEL_URI": "policy_model_uri",
+    "RETENTION_USE_UPLIFT": "use_uplift",
+    "RETENTION_UPLIFT_MODEL_URI": "uplift_model_uri",
     "RETENTION_MESSAGE_MODEL_URI": "message_model_uri",
     "RETENTION_BASE_MODEL": "base_model",
     "RETENTION_LLM_MAX_MESSAGES": "llm_max_messages",
@@ -239,11 +247,14 @@ def _typed(name: str, value: Any) -> Any:
     """Convert a string (or param value) to the field's type, naming the field on failure."""
     kind = type(getattr(Config, name))
     try:
+        if kind is bool and isinstance(value, str):  # bool("0") is True: spell the answers out
+            return {"1": True, "true": True, "yes": True, "on": True,
+                    "0": False, "false": False, "no": False, "off": False, "": False}[value.strip().lower()]
         if kind is tuple:
             items = value.split(",") if isinstance(value, str) else value
             return tuple(float(x) for x in items)
         return kind(value)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, KeyError) as err:
         raise ValueError(f"config {name}={value!r}: expected {kind.__name__}") from err
 
 

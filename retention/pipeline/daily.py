@@ -33,6 +33,7 @@ from retention.messages import shield as shield_rules
 from retention.deciding.policy import load_policy
 from retention.scoring.risk import RiskModel
 from retention.scoring.score import score as score_customers
+from retention.scoring.uplift import LEVELS, META, UpliftModel, uplift_columns
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,24 @@ def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
         day = _read(cfg, ds, run_id, "validate_input")
         if shards > 1:
             day = day[shard_rows(day["customer_id"], shard, shards)].reset_index(drop=True)
-        scored = score_customers(day, risk, accept, _date(ds))
+        scored = with_uplift(cfg, score_customers(day, risk, accept, _date(ds)))
         scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
         _write(cfg, ds, run_id, name, scored)
     return {"shard": shard, "scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
+
+
+def with_uplift(cfg: Config, scored: pd.DataFrame) -> pd.DataFrame:
+    """`scored` plus uplift_model and uplift_0..3: the uplift champion's effect per offer level with cfg.use_uplift,
+    null otherwise (nullable contract columns). With the knob on and no champion, a FileNotFoundError says how to
+    train one: a plan that was asked to decide by the uplift must not quietly fall back to the plan's model."""
+    if not cfg.use_uplift:
+        return scored.assign(uplift_model=None, **{f"uplift_{k}": np.nan for k in range(LEVELS)})
+    path = cfg.model_dir("uplift")
+    if not (path / META).is_file():
+        raise FileNotFoundError(f"use_uplift is on but {path} holds no uplift model: train one with "
+                                "`python -m training.train_uplift`, or set RETENTION_USE_UPLIFT=0")
+    model = UpliftModel.load(path)
+    return scored.assign(uplift_model=model.version_).join(uplift_columns(scored, model))
 
 
 def read_scored(cfg: Config, ds: str, run_id: str) -> pd.DataFrame:

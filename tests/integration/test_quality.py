@@ -138,6 +138,7 @@ def plan_frame() -> pd.DataFrame:
                     else None for i, c in enumerate(contact)],
         "send_at": pd.to_datetime(["2024-06-01T14:00:00Z" if c else None for c in contact]),  # 09:00 in Chicago
         "shield_checks": "{}", "generator": "template",
+        "uplift_model": None, **{f"uplift_{k}": float("nan") for k in range(4)},  # use_uplift off
     })
     check_schema(df, "contact_plan")
     return df.assign(time_zone="America/Chicago", suppressed=[i == 3 for i in range(N)])  # from the extract

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from retention.config import Config
+from retention.config import Config, load_config
+from retention.pipeline.daily import with_uplift
 from retention.scoring import uplift
 from retention.scoring.uplift import CONTROL, FEATURES, LEVELS, UpliftModel, pairwise_propensity
 from training import train_uplift
@@ -119,6 +120,32 @@ def test_uplift_columns_keep_the_index_and_churn_lift_reads_them_back():
     assert list(cols.columns) == ["uplift_0", "uplift_1", "uplift_2", "uplift_3"] and list(cols.index) == [7, 8, 9]
     assert cols.loc[8].tolist() == [1.0, 1.1, 1.2, 1.3]
     np.testing.assert_array_equal(uplift.churn_lift(d.join(cols)), Fixed().predict(d))
+
+
+# the score stage's hook and its knob
+
+
+def test_use_uplift_reads_its_words_and_is_off_by_default():
+    assert load_config(env={}).use_uplift is False
+    assert [load_config(env={"RETENTION_USE_UPLIFT": v}).use_uplift for v in ("1", "true", "ON", "0", "no")] == [
+        True, True, True, False, False]
+    with pytest.raises(ValueError, match="use_uplift='maybe': expected bool"):
+        load_config(env={"RETENTION_USE_UPLIFT": "maybe"})
+
+
+def test_with_uplift_off_adds_null_columns():
+    out = with_uplift(Config(), day(4))
+    assert out[[f"uplift_{k}" for k in range(LEVELS)]].isna().all().all() and out["uplift_model"].isna().all()
+
+
+def test_with_uplift_on_scores_with_the_model_or_says_how_to_train_one(fitted, tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_uplift"):
+        with_uplift(Config(use_uplift=True, uplift_model_uri=str(tmp_path)), day(4))
+    fitted.save(tmp_path, "v-hook")
+    d = day(6, seed=2)
+    out = with_uplift(Config(use_uplift=True, uplift_model_uri=str(tmp_path)), d)
+    assert (out["uplift_model"] == "v-hook").all() and list(out.columns[:len(d.columns)]) == list(d.columns)
+    np.testing.assert_allclose(uplift.churn_lift(out), fitted.predict(d), rtol=1e-6)
 
 
 # train_uplift's pieces
