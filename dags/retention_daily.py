@@ -1,10 +1,10 @@
 """retention_daily: the day's contact plan, one run per logical date `ds` (see DESIGN.md).
 
 extract >> validate_input >> score (mapped over score_shards) >> decide >> generate >> shield >> validate_plan
->> publish. Each task is one call into retention.pipeline.daily, keyed by (ds, run_id); stages hand over Parquet files
-under the artifact root, XCom carries only small summaries. `score` is one mapped task per shard of customers
-(by customer_id hash); decide is one ordered pass over every shard's candidates, so the plan is the same
-whatever the shard count.
+>> publish >> impact (the holdout comparison of the plans whose 30-day outcomes are in). Each task is one call into
+retention.pipeline.daily, keyed by (ds, run_id); stages hand over Parquet files under the artifact root, XCom
+carries only small summaries. `score` is one mapped task per shard of customers (by customer_id hash); decide is
+one ordered pass over every shard's candidates, so the plan is the same whatever the shard count.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from airflow.sdk import Param, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from retention.pipeline import daily
+from retention.pipeline.impact import BadOutcomes
 from retention_runner import run_stage
 from retention.config import load_config
 
@@ -80,10 +81,18 @@ def retention_daily():
     def publish(checks: dict, ds=None, run_id=None, params=None):
         return daily.publish(load_config(params), ds, run_id, checks["report_uri"])
 
+    @task
+    def impact(ds=None, params=None):
+        # the holdout comparison of the plans whose outcome horizon has passed; no outcomes yet: logged, success
+        try:
+            return daily.impact(load_config(params), ds)
+        except BadOutcomes as err:  # outcomes that cannot be compared: a retry cannot help, fail once
+            raise AirflowFailException(str(err)) from err
+
     checks = validate_plan()
     shard_ids = shards()
     chain(extract(), validate_input(), shard_ids, score.expand(shard=shard_ids), decide(), generate(), shield(), checks,
-          publish(checks))
+          publish(checks), impact())
 
 
 retention_daily()

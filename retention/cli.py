@@ -245,8 +245,26 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> None:
     print("\nThree sample messages (highest expected value):")
     for _, r in samples.iterrows():
         print(f"  {r['customer_id']} [{r['generator']}, offer {r['offer_pct']:.0%}, send {r['send_at']}]: {r['message']}")
+    _impact_summary(cfg, client, day)
     print("\nExample query (bq query --use_legacy_sql=false, or `retention query`):")
     cmd_query(cfg, argparse.Namespace(sql=None, ds=args.ds))
+
+
+def _impact_summary(cfg: Config, client, day: dt.date) -> None:
+    """The daily impact task's report of `day`: the headline rows of the window ending the outcome horizon before it,
+    and its pictures (Qini, weekly lift) under the artifact root."""
+    from retention.infra import bq
+    from retention.pipeline import impact
+
+    end = day - dt.timedelta(days=impact.HORIZON_DAYS)
+    rows = bq.query(client, cfg, bq.sql_text("summary_impact", cfg), end=end)
+    print(f"\nImpact against the holdout, plans up to {end} (outcomes over {impact.HORIZON_DAYS} days):")
+    if rows.empty:
+        print("  no impact report for this window yet (no outcomes, or the daily DAG's impact task has not run)")
+        return
+    print(_table(rows.round(4)))
+    for path in impact.pictures(cfg, end):
+        print(f"  {path.stem:<30}{path}")
 
 
 def cmd_report(cfg: Config, args: argparse.Namespace) -> None:

@@ -64,6 +64,8 @@ class Config:
     schedule, so no send_at lies before the plan exists."""
     holdout_share: float = 0.10
     """Share of customers never contacted, by a stable hash of customer_id."""
+    impact_window_days: int = 28
+    """Plan days the daily DAG's impact task reports on, in the window ending the outcome horizon (30 days) before ds."""
     max_reject_share: float = 0.05
     """The run fails when more than this share of input rows is rejected."""
     generator: str = "template"
@@ -187,6 +189,7 @@ ENV = {
     "RETENTION_QUIET_END_HOUR": "quiet_end_hour",
     "RETENTION_SEND_WINDOW_START_HOUR": "send_window_start_hour",
     "RETENTION_HOLDOUT_SHARE": "holdout_share",
+    "RETENTION_IMPACT_WINDOW_DAYS": "impact_window_days",
     "RETENTION_MAX_REJECT_SHARE": "max_reject_share",
     "RETENTION_GENERATOR": "generator",
     "RETENTION_SCORE_SHARDS": "score_shards",
@@ -277,6 +280,8 @@ def _check(cfg: Config) -> None:
             raise ValueError(f"config {name}={getattr(cfg, name)}: expected an hour 0-23")
     if cfg.bq_timeout_s <= 0 or cfg.maximum_bytes_billed < 0:
         raise ValueError("config bq_timeout_s > 0 and maximum_bytes_billed >= 0 are required")
+    if cfg.impact_window_days < 1:
+        raise ValueError(f"config impact_window_days={cfg.impact_window_days}: expected at least 1")
     if not 1 <= cfg.score_shards <= 1024:
         raise ValueError(f"config score_shards={cfg.score_shards}: expected 1-1024")
     if cfg.daily_budget < 0 or cfg.fatigue_cap < 1 or cfg.cooldown_days < 0:

@@ -24,6 +24,7 @@ from retention.infra import bq
 from retention import hashing
 from retention.deciding.decide import decide_plan
 from retention.deciding import rules
+from retention.pipeline import impact as impact_report
 from retention.pipeline import quality
 from retention.scoring.accept import AcceptModel
 from retention.config import Config
@@ -240,6 +241,23 @@ def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str
     row = run_record(cfg, ds, run_id, final, report_uri)
     bq.replace_partition(client, cfg, pd.DataFrame([row]), "plan_runs", "plan_date", _date(ds), {"run_id": run_id})
     return {k: row[k] for k in ("customers", "contacted", "spend", "violations")}
+
+
+def impact(cfg: Config, ds: str) -> dict[str, Any]:
+    """After publish: the impact report of the newest window whose outcomes can be complete (impact.daily_window).
+    With no outcomes yet it logs so and succeeds; outcomes that cannot be compared (a missing day, a duplicate, a
+    contacted holdout customer) fail it, naming the rows, and write nothing."""
+    client = bq.client(cfg)
+    window = impact_report.daily_window(client, cfg, _date(ds))
+    if window is None:
+        log.info("impact: no outcomes yet in the window ending %d days before %s; nothing to report",
+                 impact_report.HORIZON_DAYS, ds)
+        return {"window": None}
+    table, said, paths = impact_report.run(client, cfg, *window)
+    log.info("impact of %s .. %s: %s", *window, said)
+    headline = table.set_index("segment").loc["all", ["lift", "lift_low", "lift_high"]]
+    return {"window": [str(d) for d in window], **{k: None if pd.isna(v) else round(float(v), 5)
+                                                   for k, v in headline.items()}, "pictures": [str(p) for p in paths]}
 
 
 def sweep_staging(client, cfg: Config, ds: str) -> list[str]:

@@ -37,6 +37,10 @@ Z = stats.norm.ppf(0.975)
 POWER_Z = stats.norm.ppf(0.80)
 SHOWN = 5
 """Offending rows named in an error."""
+HORIZON_DAYS = 30
+"""Days after plan_date over which `outcomes` counts a churn (outcomes.HORIZON_DAYS, the simulator's RISK_DAYS; not
+imported from there: the daily DAG's report must not load the simulator). The daily report's window ends this long
+before its ds: the newest plan day whose outcomes can be complete."""
 MIN_CUSTOMERS = 10
 """Fewest customers in each arm for an interval: the bootstrap resamples customers, and a handful cannot say how
 much a lift would vary."""
@@ -251,3 +255,18 @@ def run(client, cfg: Config, start: dt.date, end: dt.date, n_boot: int = N_BOOT,
     folder = cfg.artifacts / "reports" / "impact" / f"{start}_{end}"
     paths = plot(prepare(rows, cfg), impact, folder, f"{start} .. {end}")
     return impact, verdict(impact, horizon), paths
+
+
+def daily_window(client, cfg: Config, ds: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The window the daily DAG reports on ds: cfg.impact_window_days ending HORIZON_DAYS before ds, started at its
+    first day with outcomes (the product's outcomes may begin inside it); None when it has no outcomes yet."""
+    end = ds - dt.timedelta(days=HORIZON_DAYS)
+    start = end - dt.timedelta(days=cfg.impact_window_days - 1)
+    client.create_table(bq.table_spec(cfg, "outcomes"), exists_ok=True, retry=bq.RETRY)
+    days = bq.query(client, cfg, bq.sql_text("impact_outcome_days", cfg), start=start, end=end)
+    return None if days.empty else (pd.Timestamp(days["plan_date"].min()).date(), end)
+
+
+def pictures(cfg: Config, end: dt.date) -> list[Path]:
+    """The Qini and weekly-lift PNGs of the reports whose window ends on `end` (what `retention summary` links)."""
+    return sorted((cfg.artifacts / "reports" / "impact").glob(f"*_{end}/*.png"))

@@ -11,7 +11,8 @@ from retention.config import REPO_ROOT
 DAILY_EDGES = {
     "extract": {"validate_input"}, "validate_input": {"shards"}, "shards": {"score"}, "score": {"decide"},
     "decide": {"generate"},
-    "generate": {"shield"}, "shield": {"validate_plan"}, "validate_plan": {"publish"}, "publish": set(),
+    "generate": {"shield"}, "shield": {"validate_plan"}, "validate_plan": {"publish"}, "publish": {"impact"},
+    "impact": set(),
 }
 
 

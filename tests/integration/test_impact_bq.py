@@ -119,3 +119,32 @@ def test_a_contacted_holdout_customer_is_refused_naming_it_and_nothing_written(s
         assert _impact_rows(bq_client, cfg, day, END).empty
     finally:
         cli.cmd_simulate_outcomes(cfg, _window(day, day, plan=False))
+
+
+def test_daily_impact_task_reports_the_window_ending_the_horizon_before_ds(simulated, bq_client, cfg, capsys):
+    import dataclasses
+
+    from retention.pipeline import daily
+
+    ds = END + dt.timedelta(days=impact.HORIZON_DAYS)
+    four = dataclasses.replace(cfg, impact_window_days=len(DAYS))  # exactly the simulated days
+    summary = daily.impact(four, ds.isoformat())
+    assert summary["window"] == [str(START), str(END)]
+    headline = _impact_rows(bq_client, cfg, START, END).set_index("segment").loc["all"]
+    assert summary["lift"] == pytest.approx(headline["lift"], abs=1e-5)
+    assert summary["lift_low"] <= summary["lift"] <= summary["lift_high"]
+    assert [p.rsplit("/", 1)[1] for p in summary["pictures"]] == ["qini.png", "lift_by_week.png"]
+
+    # the run summary of ds links them
+    cli._impact_summary(four, bq_client, ds)
+    out = capsys.readouterr().out
+    assert f"plans up to {END}" in out and all(p in out for p in summary["pictures"])
+
+
+def test_daily_impact_task_with_no_outcomes_yet_logs_and_succeeds(bq_client, cfg, capsys):
+    from retention.pipeline import daily
+
+    ds = dt.date(2031, 1, 1)
+    assert daily.impact(cfg, ds.isoformat()) == {"window": None}
+    cli._impact_summary(cfg, bq_client, ds)
+    assert "no impact report for this window yet" in capsys.readouterr().out

@@ -132,3 +132,9 @@ def test_the_interval_covers_a_known_lift_at_its_nominal_rate():
         covered.append(r["lift_low"] <= truth <= r["lift_high"])
     assert sum(covered) >= 94
     assert sum(covered[:20]) >= 19
+
+
+def test_the_daily_report_horizon_is_the_outcomes_horizon():
+    from retention.pipeline import outcomes
+
+    assert impact.HORIZON_DAYS == outcomes.HORIZON_DAYS
