@@ -26,7 +26,9 @@ import sys
 import time
 
 
-from retention.simulation import simulator as env, ppo
+import numpy as np
+
+from retention.simulation import dp, simulator as env, ppo
 from retention.scoring.accept import AcceptModel
 from retention.infra.artifacts import METRICS, champion_dir, new_version, promote_if_passed, version_dir
 from retention.config import load_config
@@ -34,12 +36,19 @@ from retention.deciding.policy import agent_policy, save_policy, uniform_policy
 from retention.deciding.policy import RULE_FILE
 from retention.simulation.evaluate import (best_followup, evaluate, evaluation_table, greedy_decider,
                                            greedy_followup_decider, no_contact_decider, paired_margin, policy_decider,
-                                           top_risk_decider)
+                                           simulate, top_risk_decider)
 from retention.simulation.worlds import worlds
 
 NAME = "policy"
 POLICY = "ppo"
-BASELINES = ("no_contact", "top_risk", "greedy_ev", "greedy_ev_followup", "random")
+BASELINES = ("no_contact", "top_risk", "greedy_ev", "greedy_ev_followup", "dp", "random")
+"""What the policy must beat in every world. `dp` is the per-customer dynamic program solved in the plan's own model
+(the base world) and run in each world: what a planner that knows only the plan's beliefs would do."""
+RULES = ("greedy_ev", "greedy_ev_followup")
+"""The rules the daily plan can run as champion when the policy fails its gate (the DP is measured, not yet deployed:
+it needs the accept model at future history states in the decide stage)."""
+ORACLE = "dp_oracle"
+"""The DP solved in the world it runs in (it knows the world's true effects): a reference, not a competitor."""
 TRAIN_SEED = 500_001
 """Episodes that tune a baseline (the greedy follow-up) use seeds from here: never an evaluation seed."""
 EVAL_SEED = 900_001
@@ -49,10 +58,10 @@ FIRST_DAY = dt.date(2026, 1, 5)
 
 PROFILES = {
     # ~7 s per iteration on 2 busy cores (7,043 customers x 60 days each); quick stays under 5 minutes in all
-    "quick": dict(iterations=24, eval_episodes=4, tune_episodes=1, customers=None, horizon=60),
-    "full": dict(iterations=200, eval_episodes=10, tune_episodes=3, customers=None, horizon=60),
-    "smoke": dict(iterations=6, eval_episodes=2, tune_episodes=1, customers=1500, horizon=30),
-    "tiny": dict(iterations=2, eval_episodes=2, tune_episodes=1, customers=400, horizon=8),
+    "quick": dict(iterations=24, eval_episodes=4, tune_episodes=1, customers=None, horizon=60, price_steps=20),
+    "full": dict(iterations=200, eval_episodes=10, tune_episodes=3, customers=None, horizon=60, price_steps=40),
+    "smoke": dict(iterations=6, eval_episodes=2, tune_episodes=1, customers=1500, horizon=30, price_steps=5),
+    "tiny": dict(iterations=2, eval_episodes=2, tune_episodes=1, customers=400, horizon=8, price_steps=2),
 }
 """Budget per profile: quick is what `make demo` runs, smoke what the test session trains once, tiny is for the
 training smoke test; full is the production profile (10 held-out episodes per world)."""
@@ -79,29 +88,46 @@ def episodes(n: int) -> list[tuple[int, dt.date]]:
     return [(EVAL_SEED + i, FIRST_DAY + dt.timedelta(days=int(365 * i / n))) for i in range(n)]
 
 
+MONEY = "expected_net_revenue"
+"""The money the gate and the bound compare: each message's expected net revenue given its state, summed (the
+realized draw, net_revenue_retained, is reported beside it; its noise would swamp a margin of a few percent)."""
+
+
 def gate(evaluations: dict[str, list[dict]]) -> dict:
-    """Per world: the strongest baseline, the policy's paired margin over it and the ratio of their net revenue.
+    """Per world: the strongest baseline, the policy's paired margin over it, and both against the upper bound.
     Passed when in every world the margin's 95 % interval lies above 0 and no message broke a rule."""
     per_world, passed = {}, True
     for name, evaluation in evaluations.items():
         rows = {r["policy"]: r for r in evaluation}
-        strongest = max(BASELINES, key=lambda b: rows[b]["net_revenue_retained"])
-        margin = paired_margin(rows[POLICY]["net_revenue_retained_by_episode"],
-                               rows[strongest]["net_revenue_retained_by_episode"])
+        strongest = max(BASELINES, key=lambda b: rows[b][MONEY])
+        margin = paired_margin(rows[POLICY][f"{MONEY}_by_episode"], rows[strongest][f"{MONEY}_by_episode"])
         ok = margin["low"] > 0 and rows[POLICY]["violations_after"] == 0
         per_world[name] = {"strongest_rule": strongest, "margin": margin, "passed": ok,
-                           "policy_net": rows[POLICY]["net_revenue_retained"],
-                           "rule_net": rows[strongest]["net_revenue_retained"],
+                           "policy_net": rows[POLICY][MONEY], "rule_net": rows[strongest][MONEY],
+                           "policy_of_bound": rows[POLICY].get("of_bound"),
+                           "rule_of_bound": rows[strongest].get("of_bound"),
                            "violations_after": rows[POLICY]["violations_after"]}
         passed &= ok
-    return {"worlds": per_world, "passed": bool(passed)}
+    return {"worlds": per_world, "passed": bool(passed), "money": MONEY}
 
 
 def best_rule(evaluations: dict[str, list[dict]]) -> str:
-    """The rule with the most net revenue summed over the worlds (the champion when the policy fails its gate)."""
-    totals = {b: sum({r["policy"]: r for r in ev}[b]["net_revenue_retained"] for ev in evaluations.values())
-              for b in ("greedy_ev", "greedy_ev_followup")}
+    """The deployable rule with the most expected net revenue summed over the worlds (the champion when the policy
+    fails its gate)."""
+    totals = {b: sum({r["policy"]: r for r in ev}[b][MONEY] for ev in evaluations.values()) for b in RULES}
     return max(totals, key=totals.get)
+
+
+def dp_prices(sim: env.Simulator, episode: tuple[int, dt.date], steps: int, target: float,
+              world=None) -> np.ndarray:
+    """Per-day budget prices for the DP, fitted on one training episode (never a held-out one)."""
+    sim.reset(*episode)
+    return dp.CustomerDP(sim, world).fit_prices(sim.cfg.daily_budget, steps, target).prices
+
+
+def upper_bound(sim: env.Simulator, prices: np.ndarray, held_out: list[tuple[int, dt.date]]) -> float:
+    """Mean over the held-out episodes of the Lagrangian upper bound at `prices` (valid at any prices)."""
+    return float(np.mean([dp.upper_bound(sim, seed, start, prices) for seed, start in held_out]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,16 +167,33 @@ def main(argv: list[str] | None = None) -> int:
     followup, by_followup = best_followup(sims["base"], tune)
     log.info("greedy EV by fixed follow-up choice (net per episode): %s; best %d", by_followup, followup)
 
+    # the DP's budget prices, fitted on the tuning episode: in the plan's own model (base), and in each world for
+    # the oracle and the upper bound; Polyak steps aim at what the strongest rule earned there
+    target = {name: simulate(sim, greedy_followup_decider(followup), *tune[0])["expected"] for name, sim in sims.items()}
+    steps = profile["price_steps"]
+    prices = {name: dp_prices(sim, tune[0], steps, target[name]) for name, sim in sims.items()}
+    log.info("DP prices fitted (%d subgradient steps per world), day 0: %s", steps,
+             {n: round(float(p[0]), 3) for n, p in prices.items()})
+
     # evaluation: every policy on the same held-out episodes, in every world
-    deciders = {POLICY: policy_decider(policy), "no_contact": no_contact_decider, "top_risk": top_risk_decider,
-                "greedy_ev": greedy_decider, "greedy_ev_followup": greedy_followup_decider(followup),
-                "random": policy_decider(uniform_policy(train_cfg.block))}
     held_out = episodes(profile["eval_episodes"])
-    evaluations = {name: evaluate(sim, deciders, held_out) for name, sim in sims.items()}
+    common = {POLICY: policy_decider(policy), "no_contact": no_contact_decider, "top_risk": top_risk_decider,
+              "greedy_ev": greedy_decider, "greedy_ev_followup": greedy_followup_decider(followup)}
+    evaluations, bounds = {}, {}
+    for name, sim in sims.items():
+        deciders = {**common, "dp": dp.DPPolicy(sim, prices["base"], world=sims["base"].world),
+                    "random": policy_decider(uniform_policy(train_cfg.block)),
+                    ORACLE: dp.DPPolicy(sim, prices[name], name=ORACLE)}
+        evaluations[name] = evaluate(sim, deciders, held_out)
+        bounds[name] = upper_bound(sim, prices[name], held_out)
+        for row in evaluations[name]:
+            row["of_bound"] = round(row[MONEY] / bounds[name], 4) if bounds[name] > 0 else None
+        log.info("world %s evaluated: upper bound %.0f", name, bounds[name])
     verdict = gate(evaluations)
     rule = best_rule(evaluations)
-    tables = "\n\n".join(f"world {name}: {len(held_out)} episodes x {profile['horizon']} days, money per episode\n"
-                          f"{evaluation_table(ev)}" for name, ev in evaluations.items())
+    tables = "\n\n".join(f"world {name}: {len(held_out)} episodes x {profile['horizon']} days, money per episode; "
+                          f"upper bound {bounds[name]:,.0f}\n{evaluation_table(ev)}"
+                          for name, ev in evaluations.items())
     print(f"\n{tables}\n\ngate: {json.dumps(verdict['worlds'], default=float)}\n")
 
     # save
@@ -168,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
               "simulator": {"horizon_days": profile["horizon"], "risk_days": env.RISK_DAYS,
                             "worlds": {n: dataclasses.asdict(s.world) for n, s in sims.items()},
                             "evaluation_episodes": [[s, d.isoformat()] for s, d in held_out]},
-              "greedy_followup": {"best": followup, "net_by_choice": by_followup,
+              "greedy_followup": {"best": followup, "expected_net_by_choice": by_followup,
                                   "tuning_episodes": [[s, d.isoformat()] for s, d in tune]},
+              "upper_bound": {"per_world": bounds, "price_steps": steps,
+                              "prices_day0": {n: float(p[0]) for n, p in prices.items()},
+                              "method": "Lagrangian relaxation of the daily budget, per-customer DP over (day, offer, "
+                                        "follow-up) in the world's own probabilities (retention/simulation/dp.py)"},
               "ppo": ppo.config_dict(train_cfg), "training": history[-1],
               "training_seconds": round(trained - started, 1),
               "evaluation": evaluations, "gate": verdict, "champion": champion,

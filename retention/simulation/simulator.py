@@ -96,6 +96,12 @@ def telco_cohort(data_dir: str | Path, risk_dir: str | Path, accept_dir: str | P
     return score(day, RiskModel.load(risk_dir), AcceptModel.load(accept_dir), ds)
 
 
+def customer_backfire(ids, world: World) -> np.ndarray:
+    """Each customer's backfire in `world`: its base rise, plus its extra in the hidden segment (hashed ids)."""
+    hashed = unit_interval(stable_hash(BACKFIRE_SALT + pd.Series(ids, dtype="str")))
+    return world.backfire + world.backfire_extra * (hashed < world.backfire_share)
+
+
 # acceptance from the champion
 
 
@@ -193,8 +199,7 @@ class Simulator:
         self.message_cost = rules.channel_message_costs(self.channel, cfg, self.ids)
         self.holdout = holdout_mask(self.ids, cfg.holdout_share)
         self.pcts, self.efficacy = np.asarray(cfg.offer_pcts), np.asarray(self.world.efficacy)
-        hashed = unit_interval(stable_hash(BACKFIRE_SALT + pd.Series(self.ids, dtype="str")))
-        self.backfire = self.world.backfire + self.world.backfire_extra * (hashed < self.world.backfire_share)
+        self.backfire = customer_backfire(self.ids, self.world)
         self.date_code = date_code(NEUTRAL_DAY)
 
     def reset(self, seed: int, start: dt.date) -> None:
@@ -289,8 +294,9 @@ class Simulator:
         return rules.worth_making(rules.committed_costs(value, cost, self.cfg), ev)
 
     def day_frame(self) -> pd.DataFrame:
-        """Today's alive customers as the decide stage receives them (index = simulator rows)."""
-        rows = np.flatnonzero(self.alive)
+        """Today's alive customers who have not accepted an offer, as the decide stage receives them (index =
+        simulator rows). A customer who accepted is done with: no decider, rule or policy, sees them again."""
+        rows = np.flatnonzero(self.alive & ~self.accepted)
         accept = self.accept_probs(rows)
         return pd.DataFrame({
             "customer_id": self.ids[rows], "customer_value": self.value[rows], "churn_risk": self.risk()[rows],

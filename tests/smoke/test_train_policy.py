@@ -53,11 +53,12 @@ def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_mo
     assert list(m["evaluation"]) == ["base", "no_history", "fatigue", "backfire"]
     for world, evaluation in m["evaluation"].items():
         rows = {r["policy"]: r for r in evaluation}
-        assert list(rows) == ["ppo", "no_contact", "top_risk", "greedy_ev", "greedy_ev_followup", "random"]
+        assert list(rows) == ["ppo", "no_contact", "top_risk", "greedy_ev", "greedy_ev_followup", "dp", "random",
+                              "dp_oracle"]
         assert all(KEYS <= set(r) and r["violations_after"] == 0 for r in rows.values())
         assert rows["no_contact"]["net_revenue_retained"] == 0
         verdict = m["gate"]["worlds"][world]
-        strongest = max(train_policy.BASELINES, key=lambda b: rows[b]["net_revenue_retained"])
+        strongest = max(train_policy.BASELINES, key=lambda b: rows[b][train_policy.MONEY])
         assert verdict["strongest_rule"] == strongest
         assert verdict["passed"] == (verdict["margin"]["low"] > 0)
     assert m["gate"]["passed"] == all(w["passed"] for w in m["gate"]["worlds"].values())
