@@ -123,6 +123,11 @@ class Config:
     """Cron of retention_retrain_tabular (Sundays 02:00 UTC); the policy DAG follows its champions."""
     retrain_rlhf_schedule: str = "0 3 1 * *"
     """Cron of retention_retrain_rlhf (the 1st of each month, 03:00 UTC)."""
+    retrain_uplift_schedule: str = "0 3 * * 1"
+    """Cron of retention_retrain_uplift (Mondays 03:00 UTC): it retrains only after uplift_min_new_outcomes."""
+    uplift_min_new_outcomes: int = 50_000
+    """Rows of `outcomes` from plans made since the uplift champion was promoted that trigger its retraining (about a
+    week of the demo's 7,043 customers)."""
     train_profile: str = "quick"
     """Default `--profile` of scheduled retraining (`full` in production)."""
 
@@ -217,6 +222,8 @@ ENV = {
     "RETENTION_VERTEX_DATA_URI": "vertex_data_uri",
     "RETENTION_RETRAIN_TABULAR_SCHEDULE": "retrain_tabular_schedule",
     "RETENTION_RETRAIN_RLHF_SCHEDULE": "retrain_rlhf_schedule",
+    "RETENTION_RETRAIN_UPLIFT_SCHEDULE": "retrain_uplift_schedule",
+    "RETENTION_UPLIFT_MIN_NEW_OUTCOMES": "uplift_min_new_outcomes",
     "RETENTION_TRAIN_PROFILE": "train_profile",
 }
 """Environment variable -> Config field."""

@@ -67,6 +67,12 @@ def champion_version(root: str | Path, name: str) -> str | None:
     return json.loads(path.read_text())["version"] if path.is_file() else None
 
 
+def promoted_at(root: str | Path, name: str) -> datetime | None:
+    """When the champion of `name` was promoted (its pointer's promoted_at); None when there is no pointer."""
+    path = pointer_path(root, name)
+    return datetime.fromisoformat(json.loads(path.read_text())["promoted_at"]) if path.is_file() else None
+
+
 def champion_dir(root: str | Path, name: str) -> Path:
     """The directory every reader loads the champion of `name` from: the version its pointer names, else the
     `champion/` mirror (a root promoted before the pointer existed; absent when nothing was ever promoted)."""

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from retention.infra import bq
+from retention.infra.artifacts import promoted_at
 from retention import hashing
 from retention.deciding.decide import decide_plan
 from retention.deciding import rules
@@ -131,6 +132,16 @@ def simulate_day(client, cfg: Config, ds: dt.date, table: AcceptTable) -> pd.Dat
     client.create_table(bq.table_spec(cfg, "outcomes"), exists_ok=True, retry=bq.RETRY)
     bq.replace_partition(client, cfg, everyone(eligible, history, ds), "outcomes", "plan_date", ds)
     return history
+
+
+def new_since_champion(client, cfg: Config, name: str) -> int:
+    """Rows of `outcomes` from plans made on or after the day the champion of `name` was promoted (every row when
+    there is none): what retention_retrain_uplift waits for."""
+    since = promoted_at(cfg.artifacts, name)
+    client.create_table(bq.table_spec(cfg, "outcomes"), exists_ok=True, retry=bq.RETRY)
+    rows = bq.query(client, cfg, bq.sql_text("outcomes_new", cfg),
+                    since=since.date() if since else dt.date(1970, 1, 1))
+    return int(rows["outcomes"].iloc[0])
 
 
 # the simulated truth of a candidate

@@ -115,6 +115,41 @@ def test_rlhf_gate_failure_stops_ppo_text(prod_dagbag, monkeypatch):
     assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_GPU"]
 
 
+def test_uplift_dag_waits_for_outcomes_then_trains_and_updates_its_asset(prod_dagbag, monkeypatch):
+    """Retraining is skipped below uplift_min_new_outcomes; at it, the job runs on a CPU Vertex machine."""
+    from airflow.models.asset import AssetEvent
+    from airflow.sdk import Asset
+    from airflow.utils.session import create_session
+
+    from retention.infra import bq
+    from retention.pipeline import outcomes
+
+    dag = prod_dagbag.dags["retention_retrain_uplift"]
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {
+        "enough_new_outcomes": {"train_uplift"}, "train_uplift": set()}
+    assert {t.task_id: [o.uri for o in t.outlets] for t in dag.tasks} == {
+        "enough_new_outcomes": [], "train_uplift": [jobs.champion_uri("uplift")]}
+    assert dag.schedule == "0 3 * * 1" and dag.params["profile"] == "full" and dag.max_active_runs == 1
+    assert not isinstance(dag.schedule, Asset)
+
+    monkeypatch.setattr(bq, "client", lambda cfg: None)
+    needed = load_config().uplift_min_new_outcomes
+    for day, new, trained in ((3, needed - 1, False), (4, needed, True)):
+        monkeypatch.setattr(outcomes, "new_since_champion", lambda client, cfg, name, n=new: n)
+        service = install(monkeypatch, FakeJobService())
+        run = _run(dag, day)
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert run.state == "success"
+        assert states == {"enough_new_outcomes": "success", "train_uplift": "success" if trained else "skipped"}
+        assert [job.display_name for _, job in service.created] == (["retention-train_uplift"] if trained else [])
+    (pool,) = service.spec("retention-train_uplift").job_spec.worker_pool_specs
+    assert pool.container_spec.image_uri == PRODUCTION_ENV["RETENTION_TRAIN_IMAGE_CPU"]
+    assert list(pool.container_spec.args)[-2:] == ["--profile", "full"]
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
+        assert [e.asset.uri for e in events] == [jobs.champion_uri("uplift")]
+
+
 DS, RUN_ID = "2026-03-08", "scheduled__2026-03-08T05:00:00+00:00"
 
 

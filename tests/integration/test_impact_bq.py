@@ -148,3 +148,21 @@ def test_daily_impact_task_with_no_outcomes_yet_logs_and_succeeds(bq_client, cfg
     assert daily.impact(cfg, ds.isoformat()) == {"window": None}
     cli._impact_summary(cfg, bq_client, ds)
     assert "no impact report for this window yet" in capsys.readouterr().out
+
+
+def test_new_outcomes_are_counted_from_the_uplift_champions_promotion_day(simulated, bq_client, cfg, tmp_path):
+    import dataclasses
+    import json
+
+    from retention.pipeline import outcomes
+
+    root = dataclasses.replace(cfg, artifact_root=str(tmp_path))
+    everything = outcomes.new_since_champion(bq_client, root, "uplift")  # no champion: every row counts
+    pointer = tmp_path / "models" / "uplift" / "champion.json"
+    pointer.parent.mkdir(parents=True)
+    counts = []
+    for day in (END, END + dt.timedelta(days=1)):
+        pointer.write_text(json.dumps({"name": "uplift", "version": "v", "promoted_at": f"{day}T09:00:00+00:00"}))
+        counts.append(outcomes.new_since_champion(bq_client, root, "uplift"))
+    last_day = len(_table(bq_client, cfg, "outcomes", "plan_date", END, END))
+    assert everything >= counts[0] and counts[0] - counts[1] == last_day > 0
