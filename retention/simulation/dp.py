@@ -111,11 +111,12 @@ class CustomerDP:
         shape = (n,) + (1,) * (np.ndim(level) - 1)
         senior, phone = sim.senior.reshape(shape), sim.phone.reshape(shape)
         window = np.asarray(window)
+        full = np.broadcast_shapes(np.shape(level), senior.shape, window.shape, np.shape(pdays), np.shape(previous),
+                                   np.shape(outcome))
         if self.world.history:
             history = window + 1, pdays, previous, outcome
-        else:
+        else:  # as if never contacted (worlds.py: no_history)
             history = 1, NEVER, 0, NONEXISTENT
-        full = np.broadcast_shapes(np.shape(level), senior.shape, window.shape, *(np.shape(h) for h in history))
         args = [np.broadcast_to(np.asarray(a, dtype=np.int64), full) for a in (senior, phone, level, *history)]
         return sim.table(sim.date_code, *args) * self.world.fatigue ** np.broadcast_to(window, full)
 

@@ -126,3 +126,15 @@ def test_day_price_is_the_least_price_at_which_demand_fits():
     price = day_price(q0, cost, wait, 500.0)
     assert demand(price) <= 500.0 < demand(price * 0.99)
     assert day_price(q0, cost, wait, 1e9) == 0.0
+
+
+@pytest.mark.parametrize("world", ["no_history", "fatigue"])
+def test_every_world_solves_and_values_first_messages_as_the_simulator(world):
+    sim = make_sim(world=world, n=120)
+    sim.reset(3, START)
+    dp = CustomerDP(sim)
+    sol = dp.fit_prices(CFG.daily_budget, 2)
+    assert np.isfinite(sol.bound) and sol.bound >= 0
+    day = sim.day_frame()
+    rows = day.index.to_numpy()
+    np.testing.assert_allclose(dp.a1f[0][rows], sim.accept_probs(rows), rtol=1e-12)
