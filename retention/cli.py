@@ -317,8 +317,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a model as a local job (training/train_<model>.py); promoted when its gate passes")
     s.add_argument("model", nargs="?", default="all",
-                   choices=["risk", "accept", "policy", "sft", "reward", "judge", "ppo_text", "all"],
-                   help="all = risk, accept, then policy (the RLHF models train with their own names)")
+                   choices=["risk", "accept", "policy", "uplift", "sft", "reward", "judge", "ppo_text", "all"],
+                   help="all = risk, accept, then policy (uplift and the RLHF models train with their own names)")
     s.add_argument("--profile", default="quick", choices=["quick", "full"])
     s.add_argument("--missing", action="store_true", help="only models without a champion")
     s.add_argument("--no-promote", action="store_true", help="evaluate the gate but never promote")

@@ -7,7 +7,9 @@ within the outcome horizon), so the effect of level k is P(retained | k) - P(ret
 lift that `deciding.rules.churn_lift` computes from the plan's own model.
 
 Learner: causalml's DR-learner (Kennedy 2023, https://arxiv.org/abs/2004.14497), XGBoost for the outcome and effect
-regressions, one effect per offer level, cross-fitted on three folds. Why causalml and not econml (both install
+regressions, one effect per offer level, cross-fitted on three folds. Shallow trees: the DR pseudo-outcomes are noisy
+(a 0/1 outcome over a propensity), and on 240k simulated rows depth 2 with 100 trees ranked the true effect at a
+pooled Spearman of 0.75 where depth 3 with 200 trees reached 0.59 and depth 4 0.52. Why causalml and not econml (both install
 cleanly next to the project's pins): causalml's DR-learner takes the propensities as given (`p`, one vector per arm),
 and ours are known, not estimated: the holdout is a hash with a known share and the policy logs the probability of
 each action it draws; econml's DRLearner always fits its own propensity model, which would only add error. causalml
@@ -60,7 +62,7 @@ def pairwise_propensity(level_probs: np.ndarray, holdout_share: float) -> dict[i
 class UpliftModel:
     """Per-level treatment effect on retention (scikit-learn conventions: `fit` sets the trailing-underscore state)."""
 
-    def __init__(self, n_estimators: int = 200, learning_rate: float = 0.05, max_depth: int = 3,
+    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.05, max_depth: int = 2,
                  min_child_weight: float = 50.0, random_state: int = 0):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate

@@ -191,3 +191,16 @@ def test_qini_of_the_true_effect_beats_random_on_a_randomised_test():
 def test_gate_needs_the_qini_over_both_rankings_and_the_rank_correlation(qini, spearman, passed):
     verdict = train_uplift.gate({"mean": {"qini": qini}}, {"spearman_pooled": spearman}, 0.5)
     assert verdict["passed"] is passed
+
+
+def test_decision_value_of_the_true_lift_is_the_oracles_and_a_wrong_one_loses():
+    d = day(3000).assign(episode=np.repeat([1, 2, 3], 1000))
+    accept = d[[f"accept_prob_{k}" for k in range(LEVELS)]].to_numpy()
+    truth = train_uplift.rules.churn_lift(d["churn_risk"].to_numpy()[:, None], accept, np.asarray(CFG.offer_efficacy),
+                                          CFG.contact_backfire)  # the plan's own model is the truth here
+    frame = d.assign(**{f"true_{k}": truth[:, k] for k in range(LEVELS)})
+    right = train_uplift.decision_value(frame, truth, CFG, budget=2000.0)
+    assert right["uplift"] == right["oracle"] == right["plan_model"] and right["uplift_gain_over_plan_model"] == 0
+    assert right["oracle"]["net_per_customer_day"] > 0 and 0 < right["oracle"]["contact_rate"] < 1
+    wrong = train_uplift.decision_value(frame, truth[:, ::-1], CFG, budget=2000.0)
+    assert wrong["uplift_gain_over_plan_model"] < 0
