@@ -79,8 +79,8 @@ class Config:
     policy_model_uri: str = ""
     """Decision policy directory; empty means the policy champion (greedy EV when there is none)."""
     use_uplift: bool = False
-    """Score uplift_0..3 with the uplift champion (training/train_uplift.py) and let the decision use them in place of
-    the plan's own model of each offer's churn lift; off: the columns stay null."""
+    """Score uplift_0..3 with the uplift champion (training/train_uplift.py), for the decision to read in place of the
+    plan's own model of each offer's churn lift; off: the columns stay null."""
     uplift_model_uri: str = ""
     """Uplift model directory; empty means the uplift champion."""
     llm_max_messages: int = 0
