@@ -14,9 +14,9 @@ RISK_DAYS (30) of the decision day. Training episodes and held-out episodes use 
 the level uniformly (a randomised test: see UNIFORM).
 
 Gate, on the held-out episodes:
-- Qini (causalml's qini_score, per row: see `qini_table`) per offer level of the rows in that arm or the control, ranked by the
-  model's effect, by the accept model's ranking (accept_prob_k: who responds, not who is changed) and at random; the
-  mean over the levels must beat both.
+- Qini (causalml's qini_score, per row: see `qini_table`) per offer level of the rows in that arm or the control,
+  ranked by the model's effect, by the accept model's ranking (accept_prob_k: who responds, not who is changed) and
+  at random; the mean over the levels must beat both.
 - agreement with the simulator's TRUE effect of offer k, value-free: rules.churn_lift(risk, accept_k, efficacy_k,
   backfire) with the world's efficacy and each customer's backfire: Spearman rank correlation pooled over levels at
   least --min-spearman; calibration (true effect by decile of the predicted one, and its slope) reported.
@@ -48,14 +48,13 @@ from retention.scoring.uplift import CONTROL, LEVELS, NUMERIC, UpliftModel
 from retention.simulation import simulator as env
 from retention.simulation.worlds import world as named_world
 
+NAME = "uplift"
+TRAIN_SEED, TEST_SEED = 700_001, 800_001
+"""Training episodes use seeds from TRAIN_SEED, held-out ones from TEST_SEED: never the same customer-day luck."""
 UNIFORM = 1.0
 """Logging epsilon of the held-out episodes: every level equally likely, so each arm is a random sample of the
 eligible customers and the Qini of a ranking is unbiased (an arm chosen by expected value would differ from the
 holdout in who it holds, whatever the ranking)."""
-
-NAME = "uplift"
-TRAIN_SEED, TEST_SEED = 700_001, 800_001
-"""Training episodes use seeds from TRAIN_SEED, held-out ones from TEST_SEED: never the same customer-day luck."""
 FIRST_DAY = dt.date(2026, 1, 5)
 MIN_SPEARMAN = 0.5
 """Gate: lowest rank correlation of the predicted with the true effect, pooled over the levels."""
@@ -66,7 +65,8 @@ PROFILES = {
     "full": dict(episodes=150, test_episodes=30, customers=None, n_estimators=200),
     "tiny": dict(episodes=6, test_episodes=3, customers=1500, n_estimators=30),
 }
-"""Budget per profile: quick is what `make demo` and the retrain DAG run locally, tiny is for the smoke test."""
+"""Budget per profile: quick is `retention train uplift`'s and the local retrain DAG's, full production's, tiny the
+smoke test's."""
 
 log = logging.getLogger("train_uplift")
 
@@ -181,7 +181,8 @@ def agreement(logs: pd.DataFrame, effect: np.ndarray, bins: int = 10) -> dict:
             "calibration": {"predicted": table["pred"].round(5).tolist(), "true": table["true"].round(5).tolist(),
                             "mean_abs_gap": float(np.abs(table["pred"] - table["true"]).mean()),
                             "slope_true_on_predicted": slope},
-            "mean_predicted": [float(x) for x in effect.mean(axis=0)], "mean_true": [float(x) for x in true.mean(axis=0)]}
+            "mean_predicted": [float(x) for x in effect.mean(axis=0)],
+            "mean_true": [float(x) for x in true.mean(axis=0)]}
 
 
 def decision_value(logs: pd.DataFrame, effect: np.ndarray, cfg, budget: float) -> dict:
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Spearman with the true effect: per level %s, pooled %.3f; calibration slope %.2f",
              {k: round(v, 3) for k, v in agree["spearman"].items()}, agree["spearman_pooled"],
              agree["calibration"]["slope_true_on_predicted"])
-    log.info("greedy decisions, true net per customer-day: %s", {k: v for k, v in decisions.items()})
+    log.info("greedy decisions, true net per customer-day: %s", decisions)
 
     # save
     version = new_version()
