@@ -118,11 +118,17 @@ def best_rule(evaluations: dict[str, list[dict]]) -> str:
     return max(totals, key=totals.get)
 
 
-def dp_prices(sim: env.Simulator, episode: tuple[int, dt.date], steps: int, target: float,
-              world=None) -> np.ndarray:
-    """Per-day budget prices for the DP, fitted on one training episode (never a held-out one)."""
+def dp_prices(sim: env.Simulator, episode: tuple[int, dt.date], steps: int, target: float) -> np.ndarray:
+    """Per-day budget prices for the DP in the simulator's world, fitted on one training episode (never a held-out
+    one): Polyak steps aimed at `target` (what the strongest rule earned there), then, when the DP at those prices
+    earns more, again aimed at that (a higher target is a tighter aim: the bound drops faster)."""
     sim.reset(*episode)
-    return dp.CustomerDP(sim, world).fit_prices(sim.cfg.daily_budget, steps, target).prices
+    prices = dp.CustomerDP(sim).fit_prices(sim.cfg.daily_budget, steps, target).prices
+    earned = simulate(sim, dp.DPPolicy(sim, prices), *episode)["expected"]
+    if earned > target:
+        sim.reset(*episode)
+        prices = dp.CustomerDP(sim).fit_prices(sim.cfg.daily_budget, steps, earned, start=prices).prices
+    return prices
 
 
 def upper_bound(sim: env.Simulator, prices: np.ndarray, held_out: list[tuple[int, dt.date]]) -> float:

@@ -267,13 +267,16 @@ class CustomerDP:
                     ps[t + 1, m] += stay
         return spend
 
-    def fit_prices(self, budget: float, steps: int = 40, target: float | None = None) -> Solution:
+    def fit_prices(self, budget: float, steps: int = 40, target: float | None = None,
+                   start: np.ndarray | None = None) -> Solution:
         """Prices that bring the relaxed solution's expected spend to `budget` each day: one price for every day by
         bisection on the total, then subgradient steps per day (a day over budget gets dearer). With `target` (what
         a policy is known to earn, e.g. this DP's own run) the steps are Polyak's, (bound - target) / |g|^2, which
-        converge much faster on this piecewise-linear dual; without, multiplicative steps. Any prices give a valid
-        bound; the lowest found is kept."""
+        converge much faster on this piecewise-linear dual; without, multiplicative steps. `start`: prices to go on
+        from instead of the bisection. Any prices give a valid bound; the lowest found is kept."""
         H = self.H
+        if start is not None:
+            return self._descend(self.solve(start), budget, steps, target)
         free = self.solve(0.0)
         if free.spend.sum() <= budget * H:
             return free
@@ -283,7 +286,10 @@ class CustomerDP:
         for _ in range(12):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if self.solve(mid).spend.sum() > budget * H else (lo, mid)
-        best = self.solve(hi)
+        return self._descend(self.solve(hi), budget, steps, target)
+
+    def _descend(self, best: Solution, budget: float, steps: int, target: float | None) -> Solution:
+        """Subgradient steps on the per-day prices from `best`'s; the solution of lowest bound found."""
         prices, sol = best.prices.copy(), best
         for i in range(steps):
             excess = sol.spend - budget  # the bound's subgradient is -excess

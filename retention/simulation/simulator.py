@@ -9,7 +9,8 @@ Dynamics, all from the calibrated champions (nothing hand-tuned but the time sca
   contacted in `no_history`; lowered by repeated contact in `fatigue`); an accepted offer saves a would-be churner
   with the offer's efficacy (saved: no churn for the rest of the horizon, churn_risk 0 in the state, never
   contacted again) and costs its discount either way; a contacted customer who does not accept churns at a hazard
-  raised by the world's backfire (more in a hidden segment in `backfire`). Every message pays its channel's cost.
+  raised by the world's backfire (more in a hidden segment in `backfire`) from that day on (`_raise_hazard`). Every
+  message pays its channel's cost.
 - money, per message: realized = value * (1[saved a customer who would have churned within 30 days]
   - 1[a backfire moved the churn day into those 30 days]) - discount paid - message cost; expected (the training
   reward) is its expectation, value * (risk * (a * e - (1 - a) * b) - a * pct) - message cost, which in the base
@@ -211,6 +212,8 @@ class Simulator:
         self.suppressed = np.isin(self.ids, seeding.suppression_for(self.customers, start, seed)["customer_id"])
         self._load_history(history["customer_id"].to_numpy(), -days, history["accepted"].to_numpy(dtype=bool))
         self.u_churn, self.hazard_scale = rng.random(n), np.ones(n)
+        with np.errstate(divide="ignore"):
+            self.churn_time = -np.log(self.u_churn) / self._daily_hazard(np.arange(n))  # exponential clock
         self.churn_day = self._churn_days(np.arange(n))
         self.u_contact, self.u_followup = rng.random((self.horizon + 1, n)), rng.random((self.horizon + 1, n))
         self.u_save = rng.random((2, self.horizon + 1, n))  # drawn last: the draws above stay as they were
@@ -218,14 +221,32 @@ class Simulator:
         self.followup_day, self.followup_level = np.full(n, -1), np.zeros(n, dtype=np.int64)
         self.messages, self.message_breaks = 0, 0
 
-    def _churn_days(self, rows: np.ndarray) -> np.ndarray:
-        """Churn day of `rows` from their fixed uniform and their hazard (risk over RISK_DAYS, times any backfire):
-        P(churn day = t) = (1 - h)^t h. A raised hazard only brings the day earlier (common random numbers)."""
+    def _daily_hazard(self, rows: np.ndarray) -> np.ndarray:
+        """-log(1 - h) of `rows`, h their daily churn probability: risk over RISK_DAYS, times any backfire."""
         risk = np.clip(self.base_risk[rows] * self.hazard_scale[rows], 0.0, 1.0)
-        hazard = 1.0 - (1.0 - risk) ** (1.0 / RISK_DAYS)
         with np.errstate(divide="ignore"):
-            churn = np.floor(np.log(self.u_churn[rows]) / np.log1p(-hazard))
+            return -np.log1p(-risk) / RISK_DAYS
+
+    def _churn_days(self, rows: np.ndarray) -> np.ndarray:
+        """Churn day of `rows`: the whole days of their churn time (an exponential clock at their hazard from a
+        fixed uniform, so P(churn day = t) = (1 - h)^t h)."""
+        churn = np.floor(self.churn_time[rows])
         return np.where(np.isfinite(churn), np.minimum(churn, 10**6), 10**6).astype(np.int64)
+
+    def _raise_hazard(self, rows: np.ndarray) -> None:
+        """An unaccepted message raises the hazard of `rows` by their backfire from today on: the time left on each
+        clock shrinks by old / new hazard (memoryless, so P(churn within RISK_DAYS | alive today) becomes the raised
+        risk), and the churn day can only come earlier (common random numbers). Raising it from day 0 instead, as
+        an earlier version did, made a late message push customers several times more than its expected value says."""
+        old = self._daily_hazard(rows)
+        self.hazard_scale[rows] *= 1.0 + self.backfire[rows]
+        new = self._daily_hazard(rows)
+        # old / new in [0, 1]: 1 where nothing changed (both 0), 0 where the risk reached 1 (new infinite)
+        ratio = np.divide(old, new, out=np.ones_like(old), where=(new > 0) & np.isfinite(new) & np.isfinite(old))
+        ratio[np.isinf(new)] = 0.0
+        left = np.maximum(self.churn_time[rows] - self.t, 0.0)
+        self.churn_time[rows] = np.where(np.isfinite(left), self.t + left * ratio, self.churn_time[rows])
+        self.churn_day[rows] = np.minimum(self.churn_day[rows], self._churn_days(rows))
 
     def _load_history(self, ids: np.ndarray, day: np.ndarray, accepted: np.ndarray) -> None:
         """Contact-day slots (most recent first), totals and last outcome from seeded contact_history rows."""
@@ -320,8 +341,7 @@ class Simulator:
         would_churn = ~self.secured[rows] & (self.churn_day[rows] <= self.t + RISK_DAYS - 1)
         # an unaccepted message raises the hazard by the backfire: the churn day can only come earlier
         pushed = rows[~accepted & (self.backfire[rows] > 0) & ~self.secured[rows]]
-        self.hazard_scale[pushed] *= 1.0 + self.backfire[pushed]
-        self.churn_day[pushed] = np.minimum(self.churn_day[pushed], self._churn_days(pushed))
+        self._raise_hazard(pushed)
         pushed_in = ~accepted & ~would_churn & ~self.secured[rows] & (self.churn_day[rows] <= self.t + RISK_DAYS - 1)
         out = Outcome(*(np.zeros(n) for _ in range(2)), *(np.zeros(n, dtype=bool) for _ in range(2)), np.zeros(n))
         lift = rules.churn_lift(risk, accept, self.efficacy[level], self.backfire[rows])

@@ -308,3 +308,20 @@ def test_stable_argsort_equals_numpy_stable(seed):
 def test_candidate_order_puts_revenue_at_stake_first_ties_by_position():
     risk, value = np.array([0.0, 0.5, 0.2, 0.5, 0.0]), np.array([100.0, 10.0, 25.0, 10.0, 5.0])
     assert candidate_order(risk, value).tolist() == [1, 2, 3, 0, 4]  # 5, 5, 5, then the zeros
+
+
+@pytest.mark.parametrize("day", [0, 40])
+def test_a_backfire_raises_the_risk_from_the_message_on_whatever_the_day(day):
+    # memoryless: a customer alive on `day` whose hazard a message raises churns within RISK_DAYS with the raised
+    # risk, on day 40 as on day 0 (raising it from day 0 made late messages push several times harder)
+    from retention.simulation.simulator import RISK_DAYS
+    cfg = Config(contact_backfire=0.5)
+    sim = Simulator(cohort(20000, risk=0.3), flat_table(), cfg, horizon=60)
+    sim.reset(0, START)
+    sim.t = day
+    alive = np.flatnonzero(sim.churn_day >= day)
+    before = sim.churn_day[alive].copy()
+    sim._raise_hazard(alive)
+    assert (sim.churn_day[alive] <= before).all()  # only ever earlier
+    within = (sim.churn_day[alive] <= day + RISK_DAYS - 1).mean()
+    assert within == pytest.approx(0.3 * 1.5, abs=0.015)
