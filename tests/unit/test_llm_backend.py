@@ -144,6 +144,29 @@ def test_tiny_transformers_is_deterministic_per_row(tiny, short):
     assert alone[0] == batch[0] == paired[0] != paired[1]
 
 
+def test_shared_prefix_is_run_once_and_changes_no_row(tiny, short, monkeypatch):
+    """Rows with the same offer share the rules as a token prefix: it runs once for the batch, and each row (its
+    record padded after the prefix) samples what it samples alone."""
+    model, tokenizer = llm.load_transformers(str(tiny), None)
+    names = ["Ann", "Bartholomew", "Kim", "Maria José"]
+    prompts = [build_prompt(r, 0.1) for r in customers(4, names).to_dict("records")]
+    seeds = np.array([5, 6, 7, 8])
+    prefixes = []
+    real = llm._common_prefix
+    monkeypatch.setattr(llm, "_common_prefix", lambda ids: prefixes.append(real(ids)) or prefixes[-1])
+    batch = llm.transformers_complete(model, tokenizer, prompts, seeds, batch_size=4)
+    alone = [llm.transformers_complete(model, tokenizer, [p], s[None])[0] for p, s in zip(prompts, seeds)]
+    assert batch == alone
+    ids = tokenizer(llm.chat_text(tokenizer, prompts[0]), add_special_tokens=False)["input_ids"]
+    assert 0.5 < prefixes[0] / len(ids) < 1  # the chat template and the rules, not the record
+
+
+def test_common_prefix_leaves_every_row_a_token():
+    assert llm._common_prefix([[1, 2, 3], [1, 2, 4, 5]]) == 2
+    assert llm._common_prefix([[1, 2, 3], [1, 2, 3]]) == 2
+    assert llm._common_prefix([[7], [7, 8]]) == 0
+
+
 def test_transformers_batch_error_is_a_failed_row_not_a_failed_run(tiny, short, monkeypatch):
     model, tokenizer = llm.load_transformers(str(tiny), None)
     calls = []
