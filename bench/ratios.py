@@ -18,7 +18,7 @@ from retention.scoring.accept import AcceptModel
 from retention.config import Config
 from retention.scoring.features import accept_features, customer_mapped, risk_features
 from retention.scoring.risk import RiskModel
-from retention.scoring.score import score
+from retention.scoring.score import explain, score
 from retention.datasets.telco import read_telco
 
 
@@ -40,10 +40,9 @@ def day_frame(cfg: Config, n: int, day: dt.date) -> pd.DataFrame:
 
 
 def score_vs_raw(cfg: Config, day: pd.DataFrame, ds: dt.date) -> list[dict]:
-    """score() (features, 5 predicts, calibration, reason codes) vs bare Booster calls on ready arrays.
-
-    The issue's limit is the five inplace_predicts; score also computes exact TreeSHAP reason codes, whose own
-    limit is one bare pred_contribs call, so score is also reported against the sum of both limits.
+    """The daily score stage (features, 5 predicts, calibration) plus reason codes for the rows the plan explains (3 %
+    here: about the demo's contacted 2 % and the 1 % sample) vs bare Booster calls on ready arrays; and, as before,
+    score with reason codes for everyone against the sum of both limits (what the online path pays per customer).
     """
     risk, accept = RiskModel.load(cfg.model_dir("risk")), AcceptModel.load(cfg.model_dir("accept"))
     x_risk = risk_features(day)[risk.features_].to_numpy(np.float32)
@@ -63,12 +62,20 @@ def score_vs_raw(cfg: Config, day: pd.DataFrame, ds: dt.date) -> list[dict]:
     limit = best_of(raw)
     dm = xgb.DMatrix(x_risk, feature_names=list(risk.features_))
     shap_limit = best_of(lambda: rb.predict(dm, pred_contribs=True, iteration_range=trees), repeat=2)
-    ours = best_of(lambda: score(day, risk, accept, ds), repeat=2)
+    explained = np.arange(len(day)) % 100 < 3
+
+    def daily() -> None:
+        scored = score(day, risk, accept, ds, reasons=False)
+        explain(scored, risk, explained)
+
+    ours = best_of(daily, repeat=2)
+    everyone = best_of(lambda: score(day, risk, accept, ds), repeat=2)
     probs = best_of(probabilities)
     codes = best_of(lambda: risk.reason_codes(risk_features(day)), repeat=2)
     return [
         _ratio("score", "xgboost inplace_predict x5", len(day), ours, limit, target=0.5),
-        _ratio("score", "inplace_predict x5 + pred_contribs", len(day), ours, limit + shap_limit, target=0.5),
+        _ratio("score_all_reason_codes", "inplace_predict x5 + pred_contribs", len(day), everyone,
+               limit + shap_limit, target=0.5),
         _ratio("score_probabilities", "xgboost inplace_predict x5", len(day), probs, limit, target=0.5),
         _ratio("reason_codes", "xgboost pred_contribs", len(day), codes, shap_limit, target=0.5),
     ]

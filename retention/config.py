@@ -72,6 +72,9 @@ class Config:
     """Message backend: template | transformers | vllm."""
     score_shards: int = 1
     """Score the day in this many shards by customer hash (mapped tasks in the daily DAG); decide stays one pass."""
+    reason_sample_share: float = 0.01
+    """Share of not-contacted customers (by a stable hash of customer_id) whose plan rows also get reason codes; every
+    contacted row has them (its message uses them). Exact TreeSHAP for all customers cost ~7x the five predicts."""
     risk_model_uri: str = ""
     """Risk model directory; empty means the risk champion (`model_dir`)."""
     accept_model_uri: str = ""
@@ -198,6 +201,7 @@ ENV = {
     "RETENTION_MAX_REJECT_SHARE": "max_reject_share",
     "RETENTION_GENERATOR": "generator",
     "RETENTION_SCORE_SHARDS": "score_shards",
+    "RETENTION_REASON_SAMPLE_SHARE": "reason_sample_share",
     "RETENTION_RISK_MODEL_URI": "risk_model_uri",
     "RETENTION_ACCEPT_MODEL_URI": "accept_model_uri",
     "RETENTION_POLICY_MODEL_URI": "policy_model_uri",
@@ -289,6 +293,8 @@ def _check(cfg: Config) -> None:
         raise ValueError("config bq_timeout_s > 0 and maximum_bytes_billed >= 0 are required")
     if cfg.impact_window_days < 1:
         raise ValueError(f"config impact_window_days={cfg.impact_window_days}: expected at least 1")
+    if not 0 <= cfg.reason_sample_share <= 1:
+        raise ValueError(f"config reason_sample_share={cfg.reason_sample_share}: expected a fraction in [0, 1]")
     if not 1 <= cfg.score_shards <= 1024:
         raise ValueError(f"config score_shards={cfg.score_shards}: expected 1-1024")
     if cfg.daily_budget < 0 or cfg.fatigue_cap < 1 or cfg.cooldown_days < 0:

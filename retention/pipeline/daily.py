@@ -33,7 +33,7 @@ from retention.messages import schedule
 from retention.messages import shield as shield_rules
 from retention.deciding.policy import load_policy
 from retention.scoring.risk import RiskModel
-from retention.scoring.score import score as score_customers
+from retention.scoring.score import explain, score as score_customers
 from retention.scoring.uplift import LEVELS, META, UpliftModel, uplift_columns
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,8 @@ def validate_input(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
 
 
 def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
-    """Calibrated churn risk, acceptance for each offer level, reason codes: from the champions.
+    """Calibrated churn risk and acceptance for each offer level, from the champions (reason codes come after
+    decide, for the rows that use them).
 
     With cfg.score_shards > 1 this scores one shard of the customers (a mapped task per shard); decide reads
     them all.
@@ -161,7 +162,7 @@ def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
         day = _read(cfg, ds, run_id, "validate_input")
         if shards > 1:
             day = day[shard_rows(day["customer_id"], shard, shards)].reset_index(drop=True)
-        scored = with_uplift(cfg, score_customers(day, risk, accept, _date(ds)))
+        scored = with_uplift(cfg, score_customers(day, risk, accept, _date(ds), reasons=False))
         scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
         _write(cfg, ds, run_id, name, scored)
     return {"shard": shard, "scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
@@ -190,8 +191,13 @@ def read_scored(cfg: Config, ds: str, run_id: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).sort_values("customer_id", kind="stable", ignore_index=True)
 
 
+REASON_SAMPLE_KEY = "reason-sample|v1"
+"""Hash key of the not-contacted rows that get reason codes too (16 bytes; independent of the holdout's hash)."""
+
+
 def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """Contact or wait, which offer, when to follow up: under the hard rules, within the budget.
+    """Contact or wait, which offer, when to follow up: under the hard rules, within the budget. Then reason codes
+    for the contacted rows (their messages use them) and a cfg.reason_sample_share sample of the rest.
 
     One ordered pass over all the day's candidates, whatever the score shards: the policy sees the budget left,
     so each decision depends on every one before it in the queue.
@@ -199,6 +205,9 @@ def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     with _timed(cfg, ds, run_id, "decide"):
         policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
         decided = decide_plan(read_scored(cfg, ds, run_id), cfg, policy, ds)
+        explained = decided["contact"].to_numpy(dtype=bool) | (
+            hashing.unit_interval(hashing.keyed_hash(decided["customer_id"], REASON_SAMPLE_KEY)) < cfg.reason_sample_share)
+        decided["reason_codes"] = explain(decided, RiskModel.load(cfg.model_dir("risk")), explained)
         _write(cfg, ds, run_id, "decide", decided)
     return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2),
             "policy": str(decided["policy_model"].iloc[0]) if len(decided) else ""}

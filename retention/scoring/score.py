@@ -1,6 +1,8 @@
-"""The daily score step: churn risk, acceptance per offer level and reason codes for every customer of the day."""
+"""The daily score step: churn risk and acceptance per offer level for every customer of the day; reason codes where
+they are used (`explain`: the daily plan's contacted rows and a sample, the online service's one customer)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from retention.scoring.accept import AcceptModel
@@ -11,24 +13,38 @@ CHUNK = 200_000
 """Rows scored at a time: the feature matrices and contributions of a whole 1M-customer day would add ~2 GB."""
 
 
-def score(day: pd.DataFrame, risk: RiskModel, accept: AcceptModel, ds, chunk: int = CHUNK) -> pd.DataFrame:
+def score(day: pd.DataFrame, risk: RiskModel, accept: AcceptModel, ds, chunk: int = CHUNK,
+          reasons: bool = True) -> pd.DataFrame:
     """A copy of `day` with churn_risk, accept_prob_0..3 and reason_codes (list of str) added.
 
     `day` holds the customers columns plus the extract's history columns (contacts_in_window,
     days_since_contact, total_contacts, last_outcome); `ds` is the planned send date. Every row is scored on
-    its own, so scoring in chunks gives the same numbers as one batch.
+    its own, so scoring in chunks gives the same numbers as one batch. reasons=False leaves reason_codes empty
+    for `explain` to fill where they are used.
     """
     if len(day) <= chunk:
-        return _score(day, risk, accept, ds)
-    return pd.concat([_score(day.iloc[s:s + chunk], risk, accept, ds) for s in range(0, len(day), chunk)])
+        return _score(day, risk, accept, ds, reasons)
+    return pd.concat([_score(day.iloc[s:s + chunk], risk, accept, ds, reasons) for s in range(0, len(day), chunk)])
 
 
-def _score(day: pd.DataFrame, risk: RiskModel, accept: AcceptModel, ds) -> pd.DataFrame:
+def _score(day: pd.DataFrame, risk: RiskModel, accept: AcceptModel, ds, reasons: bool) -> pd.DataFrame:
     out = day.copy()
     X = risk_features(day)
     out["churn_risk"] = risk.predict_proba(X)
     accept_probs = accept.predict_levels(day, ds)  # one predict per level, all rows at once
     for col in accept_probs.columns:
         out[col] = accept_probs[col]
-    out["reason_codes"] = pd.Series(risk.reason_codes(X), index=day.index, dtype=object)
+    codes = risk.reason_codes(X) if reasons else [[] for _ in range(len(day))]
+    out["reason_codes"] = pd.Series(codes, index=day.index, dtype=object)
     return out
+
+
+def explain(frame: pd.DataFrame, risk: RiskModel, rows: np.ndarray, chunk: int = CHUNK) -> pd.Series:
+    """reason_codes of `frame` (customers columns present) with exact TreeSHAP codes for the `rows` mask and empty
+    lists elsewhere: the plan pays for contributions only where a message or an analyst reads them."""
+    codes = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
+    picked = np.flatnonzero(rows)
+    for s in range(0, len(picked), chunk):
+        part = frame.iloc[picked[s:s + chunk]]
+        codes.iloc[picked[s:s + chunk]] = pd.Series(risk.reason_codes(risk_features(part)), dtype=object).to_numpy()
+    return codes

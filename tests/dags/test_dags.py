@@ -80,6 +80,10 @@ def test_daily_dag_runs_end_to_end_and_reruns_idempotently(dagbag, airflow_db, b
     assert not (plan["holdout"] & plan["contact"]).any()
     assert contacted["message"].str.len().between(50, 200).all()
     assert all(name in msg for name, msg in zip(_names(bq_client, cfg, day, contacted), contacted["message"]))
+    # reason codes where they are used: every contacted row, and a ~1 % sample of the rest
+    assert contacted["reason_codes"].map(len).gt(0).all()
+    explained = plan.loc[~plan["contact"], "reason_codes"].map(len).gt(0).mean()
+    assert 0.002 < explained < 0.03, explained
 
     second = dag.test(logical_date=dt.datetime(2026, 3, 8, 5, tzinfo=dt.timezone.utc))
     assert second.state == "success" and second.run_id != first.run_id

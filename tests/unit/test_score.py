@@ -9,7 +9,7 @@ from retention.scoring.calibration import split_80_10_10
 from retention.config import Config
 from retention.scoring.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
 from retention.scoring.risk import RiskModel
-from retention.scoring.score import score
+from retention.scoring.score import explain, score
 from retention.datasets.telco import FLAGS, read_telco
 
 TINY = dict(n_estimators=15, learning_rate=0.3, early_stopping_rounds=5, random_state=0)
@@ -58,6 +58,19 @@ def test_score_adds_columns_to_a_copy(models):
     assert np.all(np.diff(probs[:, 1:], axis=1) >= 0)  # monotone in offer level
     assert all(isinstance(codes, list) and len(codes) <= 3 and all(isinstance(c, str) for c in codes)
                for codes in out["reason_codes"])
+
+
+def test_reason_codes_only_where_asked_and_equal_to_scoring_them_all(models):
+    risk, accept = models
+    day = day_frame()
+    full = score(day, risk, accept, "2026-11-24")
+    bare = score(day, risk, accept, "2026-11-24", reasons=False)
+    assert bare["reason_codes"].map(len).eq(0).all()
+    assert bare.drop(columns="reason_codes").equals(full.drop(columns="reason_codes"))
+    codes = explain(bare, risk, np.array([True, False, True]), chunk=1)
+    assert codes.index.tolist() == [10, 11, 12]
+    assert codes[10] == full.loc[10, "reason_codes"] and codes[12] == full.loc[12, "reason_codes"]
+    assert codes[11] == [] and len(codes[10]) > 0
 
 
 def test_score_is_one_batched_predict_per_offer_level(models, monkeypatch):
