@@ -118,11 +118,37 @@ def load_scorer(cfg: Config) -> Callable[[list[str], list[str]], np.ndarray] | N
 
 
 def reward_scores(model, tokenizer, prompts: list[str], texts: list[str]) -> np.ndarray:
-    """Reward of each message for its prompt, rendered as the reward model was trained (one user turn)."""
-    from retention.rlhf.reward import score
+    """Reward of each message for its prompt, rendered as the reward model was trained (one user turn, the reply
+    right-padded). As in generation, prompts with the same rules share a batch whose common prefix runs once."""
+    from retention.rlhf.reward import reward_ids
 
-    chats = [[{"role": "user", "content": p}] for p in prompts]
-    return score(model, tokenizer, chats, texts, batch_size=BATCH_SIZE).numpy()
+    ids = [reward_ids(tokenizer, [{"role": "user", "content": p}], t) for p, t in zip(prompts, texts)]
+    out = np.empty(len(ids))
+    for group in _groups([_rules(p) for p in prompts]):
+        for start in range(0, len(group), BATCH_SIZE):
+            rows = group[start:start + BATCH_SIZE]
+            out[rows] = _score_batch(model, [ids[i] for i in rows], tokenizer.pad_token_id)
+    return out
+
+
+def _score_batch(model, ids: list[list[int]], pad_token_id: int) -> np.ndarray:
+    """The sequence classifier's score of each token sequence: the shared prefix through the base once, its cache
+    repeated, then each row's rest right-padded (the classifier reads the last token that is not padding)."""
+    prefix = _common_prefix(ids)
+    rest = max(len(x) for x in ids) - prefix
+    input_ids = torch.full((len(ids), rest), pad_token_id)  # (B, R)
+    mask = torch.zeros((len(ids), prefix + rest), dtype=torch.long)  # (B, P + R)
+    mask[:, :prefix] = 1
+    for row, x in enumerate(ids):
+        input_ids[row, :len(x) - prefix] = torch.tensor(x[prefix:])
+        mask[row, prefix:len(x)] = 1
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        if prefix:
+            model.model(input_ids=torch.tensor([ids[0][:prefix]]), past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(len(ids))
+        logits = model(input_ids=input_ids, attention_mask=mask, past_key_values=cache).logits  # (B, 1)
+    return logits.float().squeeze(-1).numpy()
 
 
 def chat_text(tokenizer, prompt: str) -> str:
@@ -206,9 +232,8 @@ def transformers_complete(model, tokenizer, prompts: list[str], seeds: np.ndarra
     `_generate_batch` runs once.
     """
     ids = [tokenizer(chat_text(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
-    rules = [p.partition(RECORD_TAG)[0] if RECORD_TAG in p else "" for p in prompts]
     out: list[str | None] = [None] * len(prompts)
-    for group in _groups(rules):
+    for group in _groups([_rules(p) for p in prompts]):
         group = sorted(group, key=ids.__getitem__)  # similar records side by side: less padding
         for start in range(0, len(group), batch_size):
             rows = group[start:start + batch_size]
@@ -220,6 +245,12 @@ def transformers_complete(model, tokenizer, prompts: list[str], seeds: np.ndarra
             for i, text in zip(rows, texts):
                 out[i] = text
     return out
+
+
+def _rules(prompt: str) -> str:
+    """A build_prompt prompt's text before the customer record ("" for another prompt)."""
+    head, tag, _ = prompt.partition(RECORD_TAG)
+    return head if tag else ""
 
 
 def _groups(keys: list[str]) -> list[list[int]]:

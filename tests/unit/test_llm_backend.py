@@ -314,6 +314,31 @@ def test_tiny_reward_champion_scores_and_picks_the_candidates(tiny, tiny_cfg):
     assert loaded.score is not None and loaded.best_of_n == 3 and loaded.brand == "Northwind Mobile"
 
 
+def test_prefix_cached_reward_scores_equal_the_trainers_scoring(tiny, tmp_path):
+    """The generator's scorer (shared prefix cached, LoRA merged) gives the scores `reward.score` gives the
+    unmerged model, row by row."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from retention.rlhf.reward import load_reward, score
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=1)
+    base.config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(2)
+    peft = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    peft.save_pretrained(tmp_path / "reward")
+    tokenizer.save_pretrained(tmp_path / "reward")
+    model, tok = load_reward(tmp_path / "reward", tmp_path, str(tiny))
+    plan = customers(8, ["Ann", "Bartholomew", "Kim", "Maria José"] * 2)
+    prompts = [build_prompt(r, p) for r, p in zip(plan.to_dict("records"), plan["offer_pct"])]
+    texts = [f"Hi {n}, thanks for being with us{'!' * i}" for i, n in enumerate(plan["name"])]
+    expected = score(model, tok, [[{"role": "user", "content": p}] for p in prompts], texts).numpy()
+    got = llm.reward_scores(model.merge_and_unload(), tok, prompts, texts)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_nobody_to_write_for_asks_the_backend_nothing():
     def complete(prompts, seeds):
         raise AssertionError("called")
