@@ -140,7 +140,8 @@ def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = Fal
     obs = observe(risk, accept, day["days_since_contact"].to_numpy()[queue],
                   day["contacts_in_window"].to_numpy()[queue], cfg)
     message_cost = rules.message_costs(day, cfg, queue)
-    ev = rules.offer_values(accept, value, risk, message_cost, cfg)
+    ev = rules.offer_values(accept, value, risk, message_cost, cfg,
+                            rules.uplift_lift(day)[queue] if cfg.use_uplift else None)
     costs = rules.worth_making(rules.committed_costs(value, message_cost, cfg), ev)
     decisions = decide_day(obs, costs, code[queue] == 0, cfg.daily_budget,
                            decision_noise(hashes[queue], _as_date(ds), NOISE), policy.logits, policy.block, propose,

@@ -86,22 +86,40 @@ def eligibility(day: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]
 
 
 def expected_values(day: pd.DataFrame, cfg: Config) -> np.ndarray:
-    """(n, 4) expected incremental net revenue of one message with offer level k to each row of `day`."""
+    """(n, 4) expected incremental net revenue of one message with offer level k to each row of `day`; with
+    cfg.use_uplift the churn each offer prevents is the uplift model's (uplift_0..3), not the plan's own model."""
     value, risk = day["customer_value"].to_numpy(dtype=np.float64), day["churn_risk"].to_numpy(dtype=np.float64)
-    return offer_values(accept_probs(day), value, risk, message_costs(day, cfg), cfg)
+    return offer_values(accept_probs(day), value, risk, message_costs(day, cfg), cfg,
+                        uplift_lift(day) if cfg.use_uplift else None)
+
+
+def uplift_lift(day: pd.DataFrame) -> np.ndarray:
+    """(n, 4) uplift_0..3 of `day`: the uplift model's churn prevented per offer level; a ValueError names a row
+    without them (use_uplift is on, so the score stage must have written them)."""
+    missing = [f"uplift_{k}" for k in range(LEVELS) if f"uplift_{k}" not in day.columns]
+    if missing:
+        raise ValueError(f"use_uplift is on but the scored day has no {missing[0]}: score with the uplift champion")
+    lift = np.stack([day[f"uplift_{k}"].to_numpy(dtype=np.float64, na_value=np.nan) for k in range(LEVELS)], axis=1)
+    bad = ~np.isfinite(lift).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"customer_id={day['customer_id'].iloc[row]!r}: field uplift_* is null while use_uplift is on")
+    return lift
 
 
 def offer_values(accept: np.ndarray, value: np.ndarray, risk: np.ndarray, message_cost: np.ndarray,
-                 cfg: Config) -> np.ndarray:
+                 cfg: Config, lift: np.ndarray | None = None) -> np.ndarray:
     """(n, 4) expected incremental net revenue of one message with offer k: the churn it prevents against no
     contact, times the customer's value, less the expected discount and the message.
 
     EV_k = value * (risk * (a_k * e_k - (1 - a_k) * b) - a_k * pct_k) - message_cost, with a_k the acceptance,
     e_k the offer's efficacy (share of would-be churners who accept and then stay) and b the backfire (relative rise
     in risk of a contacted customer who does not accept). A check-in (pct 0, small e_0) is worth sending only to
-    customers likely to respond; a discount only where the risk it removes outweighs what it gives away.
+    customers likely to respond; a discount only where the risk it removes outweighs what it gives away. `lift`:
+    the (n, 4) churn prevented, when a learned effect (the uplift model) replaces risk * (a e - (1 - a) b).
     """
-    lift = churn_lift(risk[:, None], accept, np.asarray(cfg.offer_efficacy), cfg.contact_backfire)
+    if lift is None:
+        lift = churn_lift(risk[:, None], accept, np.asarray(cfg.offer_efficacy), cfg.contact_backfire)
     return value[:, None] * (lift - accept * np.asarray(cfg.offer_pcts)) - np.asarray(message_cost)[:, None]
 
 

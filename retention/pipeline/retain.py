@@ -28,6 +28,7 @@ from retention.scoring.features import NEVER
 from retention.messages import generate as generator
 from retention.messages import schedule
 from retention.messages import shield as shield_rules
+from retention.pipeline.daily import with_uplift
 from retention.pipeline.quality import HISTORY_FEATURES, INJECTED, column_types
 from retention.scoring.risk import RiskModel
 from retention.scoring.score import score
@@ -161,7 +162,7 @@ def decide_one(cfg: Config, facts: Mapping[str, Any], ds: str, budget_left: floa
     """
     day = validate_facts(facts, ds)
     risk, accept = champions(str(cfg.model_dir("risk")), str(cfg.model_dir("accept")))
-    decided = decide_plan(score(day, risk, accept, dt.date.fromisoformat(ds)), cfg,
+    decided = decide_plan(with_uplift(cfg, score(day, risk, accept, dt.date.fromisoformat(ds))), cfg,
                           _policy(str(cfg.model_dir("policy"))), ds, budget_left)
     row = shield_rules.shield(generator.generate(decided, cfg, ds), cfg, ds)
     row["send_at"] = schedule.send_at(row, ds, cfg.quiet_start_hour, cfg.quiet_end_hour, cfg.send_window_start_hour)

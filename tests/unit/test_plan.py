@@ -237,3 +237,23 @@ def test_violations_counts_each_break():
                                        "fatigue": 1}
     broken.loc[broken_rows[0], "offer_pct"] = 0.5  # not an offer level
     assert violations(broken, cfg)["offer"] == 1
+
+
+def test_with_use_uplift_the_decision_values_offers_by_the_learned_effect():
+    import dataclasses
+    from retention.deciding.rules import expected_values
+    cfg = Config()
+    day = pd.DataFrame({"customer_id": ["a", "b"], "customer_value": [1000.0, 1000.0], "churn_risk": [0.5, 0.5],
+                        "channel": ["email", "email"],
+                        **{f"accept_prob_{k}": [0.3, 0.3] for k in range(4)}})
+    plain = expected_values(day, cfg)
+    on = dataclasses.replace(cfg, use_uplift=True)
+    with pytest.raises(ValueError, match="uplift_0"):
+        expected_values(day, on)
+    lifted = day.assign(uplift_0=[0.0, 0.02], uplift_1=0.0, uplift_2=0.0, uplift_3=[0.1, 0.0])
+    ev = expected_values(lifted, on)
+    # value * (lift - accept * pct) - message cost: the learned lift replaces the plan's own model
+    assert ev[0, 3] == pytest.approx(1000 * (0.1 - 0.3 * 0.15) - 0.01)
+    assert ev[1, 0] == pytest.approx(1000 * 0.02 - 0.01) and not np.allclose(ev, plain)
+    with pytest.raises(ValueError, match="customer_id='b'"):
+        expected_values(lifted.assign(uplift_2=[0.0, np.nan]), on)
