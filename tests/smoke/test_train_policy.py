@@ -5,41 +5,19 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from retention.deciding.decide import decide_plan
 from retention.deciding import rules
-from retention.scoring.accept import MONOTONE, AcceptModel
 from retention.infra.artifacts import champion_dir, read_metrics
 from retention.config import Config
 from retention.simulation.simulator import telco_cohort
-from retention.scoring.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
 from retention.deciding.policy import load_policy
-from retention.scoring.risk import RiskModel
-from retention.datasets.telco import read_telco
 from training import train_policy
 
 DATA = Config().data_dir
 FILES = {"policy.pt", "policy.json", "metrics.json", "evaluation.txt", "training_log.csv", "learning_curve.png"}
 KEYS = {"policy", "net_revenue_retained", "roi", "contact_rate", "retained_customers", "violations_before",
         "violations_after"}
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """Risk and accept models fitted in seconds on the real data, saved the way champions are."""
-    root = tmp_path_factory.mktemp("models")
-    telco = read_telco(DATA)
-    X, y = risk_features(telco), telco["churned"].to_numpy(dtype=int)
-    RiskModel(n_estimators=30, learning_rate=0.3, early_stopping_rounds=5, random_state=0).fit(
-        X[:6000], y[:6000], X[6000:], y[6000:]).save(root / "risk", "tiny-risk")
-    bank = read_bank(DATA).sample(8000, random_state=0)
-    Xa = accept_features(bank_mapped(bank, bank_offer_level(bank["euribor3m"])[0]))
-    ya = bank["y"].eq("yes").to_numpy(dtype=int)
-    AcceptModel(n_estimators=30, learning_rate=0.3, max_depth=3, early_stopping_rounds=5,
-                monotone_constraints=MONOTONE, random_state=0).fit(
-        Xa[:6400], ya[:6400], Xa[6400:], ya[6400:]).save(root / "accept", "tiny-accept")
-    return root / "risk", root / "accept"
 
 
 def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_models):

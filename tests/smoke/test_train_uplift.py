@@ -6,33 +6,12 @@ import pytest
 
 from retention.config import Config
 from retention.infra.artifacts import champion_dir, read_metrics
-from retention.scoring.accept import MONOTONE, AcceptModel
-from retention.scoring.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
-from retention.scoring.risk import RiskModel
 from retention.scoring.uplift import CONTROL, LEVELS, UpliftModel, uplift_columns
-from retention.datasets.telco import read_telco
 from training import train_uplift
 
 DATA = Config().data_dir
 FILES = {"uplift_meta.json", "metrics.json", "qini.png", "calibration.png", "test_effects.parquet",
          *(f"effect_{k}_{f}.json" for k in range(LEVELS) for f in range(3))}
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """Risk and accept models fitted in seconds on the real data, saved the way champions are."""
-    root = tmp_path_factory.mktemp("models")
-    telco = read_telco(DATA)
-    X, y = risk_features(telco), telco["churned"].to_numpy(dtype=int)
-    RiskModel(n_estimators=30, learning_rate=0.3, early_stopping_rounds=5, random_state=0).fit(
-        X[:6000], y[:6000], X[6000:], y[6000:]).save(root / "risk", "tiny-risk")
-    bank = read_bank(DATA).sample(8000, random_state=0)
-    Xa = accept_features(bank_mapped(bank, bank_offer_level(bank["euribor3m"])[0]))
-    ya = bank["y"].eq("yes").to_numpy(dtype=int)
-    AcceptModel(n_estimators=30, learning_rate=0.3, max_depth=3, early_stopping_rounds=5,
-                monotone_constraints=MONOTONE, random_state=0).fit(
-        Xa[:6400], ya[:6400], Xa[6400:], ya[6400:]).save(root / "accept", "tiny-accept")
-    return root / "risk", root / "accept"
 
 
 def test_train_uplift_tiny_logs_fits_gates_and_promotes(tmp_path, tiny_models):
