@@ -16,11 +16,13 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-# With an RLHF champion the demo writes messages with it (on CPU: the 50 contacts of highest value; the rest
-# get the template); without one, the template backend.
+# With an RLHF champion the demo writes every contact's message with it (transformers on CPU, bf16 with the prompts'
+# shared prefix cached: the demo's 124 contacts, 4 candidates each, in ~6.5 minutes on 2 busy cores; see README,
+# "LLM messages on CPU"); the shield's rejects get the template. Without one, the template backend.
 ifneq ($(wildcard $(RETENTION_ARTIFACT_ROOT)/models/ppo_text/champion.json $(RETENTION_ARTIFACT_ROOT)/models/ppo_text/champion/adapter_config.json),)
 export RETENTION_GENERATOR ?= transformers
-export RETENTION_LLM_MAX_MESSAGES ?= 50
+export RETENTION_LLM_MAX_MESSAGES ?= 0
+export RETENTION_BEST_OF_N ?= 4
 endif
 
 .PHONY: setup demo plan test browser bench airflow serve bq-up bq-down deploy clean

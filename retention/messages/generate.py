@@ -1,6 +1,6 @@
 """The generate stage: a message for every contacted customer from the configured backend (template, transformers
-or vLLM), the LLM's capped to the contacts of highest value on CPU; what an LLM gets wrong is retried once and
-otherwise left for the shield to replace by the template.
+or vLLM), the LLM's optionally capped to the contacts of highest value (`llm_max_messages`); what an LLM gets
+wrong is retried once and otherwise left for the shield to replace by the template.
 
 The LLM backends live in `llm.py`, imported only when configured: the template path never loads torch.
 """
@@ -18,7 +18,7 @@ def generate(plan: pd.DataFrame, cfg: Config, ds: str, llm_limit: int = 0) -> pd
 
     cfg.generator picks the backend. An LLM backend's text is retried once where the shield would reject it;
     what still fails is left for the shield stage to replace by the template (never dropped). `llm_limit` > 0
-    caps the LLM's share, for CPU generation (a few messages a second): the contacts of highest expected value
+    caps the LLM's share where generation is too slow for every contact: the contacts of highest expected value
     get the model's messages, the others the template.
     """
     contact = plan["contact"].to_numpy(dtype=bool)
