@@ -14,14 +14,17 @@ prices are found by subgradient steps on the days' expected spend (`fit_prices`)
 
 The class: a customer's first contact may come on any day the hard rules allow (cooldown and fatigue cap against the
 seeded contact history); a contact carries one offer level and a follow-up choice (none, or `rules.followup_days`);
-the next contact comes only once every message of the previous one has left the fatigue window. That is a campaign
-cadence retention teams use ("one campaign per customer per month"); it keeps every message inside the cooldown and
-the cap by construction, and it makes the state small: before the first contact, the day; after it, the day and how
-many unaccepted messages the customer has had (their history features are then fixed: last outcome failure, pdays
-past the window). A customer who accepts is never contacted again; one who churns is gone. The bound is a bound for
-this class under the simulator's state model (the retroactive shift of a churn day by backfire, which the simulator
-draws with common random numbers, is taken as a raised hazard from the message on); the evaluation reports it
-beside every policy so that a policy above it would show.
+the next contact comes once the previous contact has left the fatigue window (its follow-up may still be in it),
+the earliest the cap allows after a follow-up (with the defaults: 3 messages in 30 days, two reserved per contact).
+After a contact without a follow-up the rules would allow another a cooldown later; the class waits the window
+there too: a campaign cadence ("one campaign per customer per month"). It keeps every message inside the cooldown
+and the cap by construction and makes the state small: before the first contact, the day; after it, the day and
+how many unaccepted messages the customer has had (last outcome failure, pdays past the cooldown's reach). Whether
+the earlier follow-up is still in the window moves the acceptance a little; the recursion takes the best of those
+variants, so the value it assigns a state is at least the true one and the bound stays a bound without that count
+in the state. A customer who accepts is never contacted again; one who churns is gone. The simulator raises a
+churn hazard from the message on, as the DP assumes. The evaluation reports the bound beside every policy, and a
+policy outside the class (greedy EV re-contacting a cooldown after a contact without follow-up) could exceed it.
 
 `DPPolicy` runs the solution in the simulator as a decider: each day every eligible customer's advantage of acting
 now (the best action's value at the day's price, less the value of waiting) ranks them, and one budget pass takes
@@ -150,32 +153,55 @@ class CustomerDP:
                                           total[:, None, None] + 1, FAILURE, lvl_d) for s in range(H)])
         self.r1f = np.stack([self._reward(a, level[0]) for a in self.a1f])
         self.r2f = np.stack([self._reward(a, lvl_d[0]) for a in self.a2f])
-        # after j unaccepted messages (the previous contact's all out of the window): fixed features
-        j = np.arange(self.J)
-        self.a1s = np.stack([self._accept(np.zeros((1, 1), np.int64), W, total[:, None] + k, FAILURE, level)
-                             for k in j])  # (J, n, 4)
-        self.a2s = np.stack([self._accept(np.ones((1, 1, 1), np.int64), d, total[:, None, None] + k + 1, FAILURE,
-                                          lvl_d) for k in j])  # (J, n, 4, D)
-        self.r1s = np.stack([self._reward(a, level[0]) for a in self.a1s])
-        self.r2s = np.stack([self._reward(a, lvl_d[0]) for a in self.a2s])
+        # after m unaccepted messages: last outcome failure, pdays past the cooldown's reach; variant v of the first
+        # message: v = 1 when the previous contact's follow-up is still in the window (pdays then at least
+        # W - the longest follow-up); of the follow-up: 1 + v' messages in the window before it
+        j, recent = np.arange(self.J), W - int(self.delays.max())
+        self.a1s = np.stack([np.stack([self._accept(np.full((1, 1), v, np.int64), W if v == 0 else recent,
+                                                    total[:, None] + k, FAILURE, level) for v in (0, 1)])
+                             for k in j])  # (J, 2, n, 4)
+        self.a2s = np.stack([np.stack([self._accept(np.full((1, 1, 1), 1 + v, np.int64), d,
+                                                    total[:, None, None] + k + 1, FAILURE, lvl_d) for v in (0, 1)])
+                             for k in j])  # (J, 2, n, 4, D)
+        self.r1s = np.stack([[self._reward(a, level[0]) for a in pair] for pair in self.a1s])
+        self.r2s = np.stack([[self._reward(a, lvl_d[0]) for a in pair] for pair in self.a2s])
 
     # the backward induction
 
     def _q(self, t, m, a1, r1, a2, r2, vs, prices, rows=slice(None)) -> tuple[np.ndarray, np.ndarray]:
         """(n, 4, D) value at day-t prices of each (level, follow-up) action of `rows` (all by default) from a state
-        with m unaccepted messages, and the action's own expected net revenue (both messages, no continuation)."""
+        with m unaccepted messages, and the action's own expected net revenue (both messages, no continuation).
+        a1, r1 (n, 4) and a2, r2 (n, 4, D): acceptance and reward of the first message and the follow-up, of `rows`.
+        The next contact may come W days after this one (its follow-up, if any, then still in the window)."""
         H, W, d, J = self.H, self.W, self.delays, self.J
-        a1, r1, a2, r2 = a1[rows], r1[rows], a2[rows], r2[rows]
         q1, q2 = self.q[m + 1][rows][:, None, None], self.q[m + 2][rows][:, None, None]
         sent = (d > 0) & (t + d < H)  # a follow-up past the horizon is never sent
         reach = np.where(sent, q1 ** d, 0.0)  # alive at the follow-up
         after_one = vs[min(t + W, H), min(m + 1, J - 1)][rows][:, None, None]
-        after_two = vs[np.minimum(t + d + W, H), min(m + 2, J - 1)].T[rows][:, None, :]  # (n, 1, D)
+        after_two = vs[min(t + W, H), min(m + 2, J - 1)][rows][:, None, None]
         rest = (1.0 - a1[:, :, None]) * np.where(
-            sent, reach * (r2 + (1.0 - a2) * q2 ** W * after_two), q1 ** W * after_one)
+            sent, reach * (r2 + (1.0 - a2) * q2 ** (W - d) * after_two), q1 ** W * after_one)
         own = r1[:, :, None] + (1.0 - a1[:, :, None]) * reach * r2
         q = r1[:, :, None] + rest - prices[t] * self.cost[rows][:, :, None]
         return q, own
+
+    VARIANTS = ((0, 0), (1, 0), (1, 1))
+    """(first message, follow-up) variants of a state after earlier contacts: the earlier follow-up out of the window;
+    in it at the first message only; in it at both (it leaves after more days than the new follow-up waits)."""
+
+    def _q_after(self, t, m, vs, prices) -> tuple[np.ndarray, np.ndarray]:
+        """`_q` after m unaccepted messages, the best over the window variants: the value a state (m, days until the
+        earlier follow-up leaves the window) can have is at most this, which keeps the bound a bound without that
+        count in the state (the policy reads each customer's own variant: `day_values`)."""
+        best = own = None
+        for v1, v2 in self.VARIANTS:
+            q, o = self._q(t, m, self.a1s[m, v1], self.r1s[m, v1], self.a2s[m, v2], self.r2s[m, v2], vs, prices)
+            if best is None:
+                best, own = q, o
+            else:
+                own = np.where(q > best, o, own)
+                best = np.maximum(best, q)
+        return best, own
 
     def _reachable(self, t: int) -> range:
         """Unaccepted-message counts m >= 1 a customer free to contact on day t can have: each contact and its
@@ -193,7 +219,7 @@ class CustomerDP:
         rows = np.arange(n)
         for t in range(H - 1, -1, -1):
             for m in self._reachable(t):
-                q, own = self._q(t, m, self.a1s[m], self.r1s[m], self.a2s[m], self.r2s[m], vs, prices)
+                q, own = self._q_after(t, m, vs, prices)
                 flat, owns = q.reshape(n, -1), own.reshape(n, -1)
                 best = flat.argmax(axis=1)
                 wait = self.q[m] * vs[t + 1, m]
@@ -214,10 +240,11 @@ class CustomerDP:
         sol.bound_for(self.cfg.daily_budget)
         return sol
 
-    def day_values(self, sol: Solution, t: int, rows: np.ndarray, sent: np.ndarray):
-        """For `rows` on day t with `sent` unaccepted messages: (q0, own, wait) where q0 (n, 4, D) is each action's
-        value without day t's price (the later days' prices stay in the continuation), own its expected net
-        revenue, and wait the value of waiting."""
+    def day_values(self, sol: Solution, t: int, rows: np.ndarray, sent: np.ndarray, left: np.ndarray):
+        """For `rows` on day t with `sent` unaccepted messages and an earlier follow-up `left` days from leaving the
+        window (0: none in it): (q0, own, wait) where q0 (n, 4, D) is each action's value without day t's price (the
+        later days' prices stay in the continuation), own its expected net revenue, and wait the value of
+        waiting."""
         n = len(rows)
         q0, own, wait = np.zeros((n, rules.LEVELS, DELAYS)), np.zeros((n, rules.LEVELS, DELAYS)), np.zeros(n)
         free = np.zeros(self.H)
@@ -227,9 +254,15 @@ class CustomerDP:
             if m == 0:
                 a1, r1, a2, r2, later = self.a1f[t], self.r1f[t], self.a2f[t], self.r2f[t], sol.vf[t + 1]
             else:
-                k = min(int(m), self.J - 1)
-                a1, r1, a2, r2, later = self.a1s[k], self.r1s[k], self.a2s[k], self.r2s[k], sol.vs[t + 1, k]
-            q, o = self._q(t, int(m), a1, r1, a2, r2, sol.vs, free, r)
+                k, v = min(int(m), self.J - 1), (left[sel] > 0).astype(np.int64)
+                a1, r1, later = self.a1s[k, v, r], self.r1s[k, v, r], sol.vs[t + 1, k]
+                late = left[sel][:, None, None] > self.delays  # the earlier follow-up still in at the new one
+                a2 = np.where(late, self.a2s[k, 1][r], self.a2s[k, 0][r])
+                r2 = np.where(late, self.r2s[k, 1][r], self.r2s[k, 0][r])
+                q, o = self._q(t, int(m), a1, r1, a2, r2, sol.vs, free, r)
+                q0[sel], own[sel], wait[sel] = q, o, self.q[k][r] * later[r]
+                continue
+            q, o = self._q(t, int(m), a1[r], r1[r], a2[r], r2[r], sol.vs, free, r)
             q0[sel], own[sel], wait[sel] = q, o, self.q[min(int(m), self.J - 1)][r] * later[r]
         return q0, own, wait
 
@@ -246,7 +279,7 @@ class CustomerDP:
                 if m == 0:
                     p, go, a, a1, a2 = pf, adv_f[t] > 0, act_f[t], self.a1f[t], self.a2f[t]
                 else:
-                    p, go, a, a1, a2 = ps[t, m], adv_s[t, m] > 0, act_s[t, m], self.a1s[m], self.a2s[m]
+                    p, go, a, a1, a2 = ps[t, m], adv_s[t, m] > 0, act_s[t, m], self.a1s[m, 0], self.a2s[m, 0]
                 level, choice = a // DELAYS, a % DELAYS
                 mass = np.where(go, p, 0.0)
                 spend[t] += float((mass * self.cost[rows, level]).sum())
@@ -255,11 +288,10 @@ class CustomerDP:
                 sent = (d > 0) & (t + d < H)
                 if t + W < H:  # no follow-up: free again W days later with m + 1 unaccepted messages
                     ps[t + W, min(m + 1, J - 1)] += np.where(sent, 0.0, missed * self.q[m + 1] ** W)
-                two = np.where(sent, missed * self.q[m + 1] ** d * (1.0 - a2[rows, level, choice])
-                               * self.q[m + 2] ** W, 0.0)
-                when = t + d + W
-                for w in np.unique(when[sent & (when < H)]):
-                    ps[w, min(m + 2, J - 1)] += np.where(sent & (when == w), two, 0.0)
+                if t + W < H:  # with one: free again W days later, the follow-up still in the window
+                    ps[t + W, min(m + 2, J - 1)] += np.where(
+                        sent, missed * self.q[m + 1] ** d * (1.0 - a2[rows, level, choice]) * self.q[m + 2] ** (W - d),
+                        0.0)
                 stay = np.where(go, 0.0, p) * self.q[m]
                 if m == 0:
                     pf = stay
@@ -330,7 +362,9 @@ class DPPolicy:
             self._begin()
         t, rows = sim.t, day.index.to_numpy()
         sent = (sim.contact_days[rows] >= 0).sum(axis=1)  # messages of this episode, all unaccepted
-        q0, own, wait = self.dp.day_values(self.solution, t, rows, sent)
+        age = t - sim.contact_days[rows, 0]  # of the last message (the previous contact's follow-up, if any)
+        left = np.where((sent > 0) & (age < cfg.fatigue_window_days), cfg.fatigue_window_days - age, 0)
+        q0, own, wait = self.dp.day_values(self.solution, t, rows, sent, left)
         cost = self.dp.cost[rows]
         free = self.free_from[rows] <= t
         holdout = holdout_mask(day["customer_id"], cfg.holdout_share)
@@ -347,7 +381,7 @@ class DPPolicy:
         spent = cost[np.arange(len(rows)), level]
         contact = np.zeros(len(rows), bool)
         contact[want] = rules.budget_pass(adv[want], spent[want], cfg.daily_budget)
-        self.free_from[rows[contact]] = t + self.delays[choice[contact]] + cfg.fatigue_window_days
+        self.free_from[rows[contact]] = t + cfg.fatigue_window_days
         reason = np.where(code != 0, code, np.where(contact, rules.REASON["contact"],
                                                     np.where(want, rules.REASON["budget"], rules.REASON["wait"])))
         plan = rules.plan_frame(day, cfg, contact, np.where(contact, level, 0), np.where(contact, choice, 0),

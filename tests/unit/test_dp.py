@@ -18,7 +18,7 @@ from tests.unit.test_env import cohort
 
 START = dt.date(2026, 3, 2)
 HORIZON = 40
-CFG = Config(fatigue_window_days=12, cooldown_days=3, daily_budget=1500.0)
+CFG = Config(fatigue_window_days=15, cooldown_days=3, daily_budget=1500.0)
 """A short window, so that customers come back for a second and third contact inside the horizon."""
 BASE = np.array([0.10, 0.18, 0.26, 0.34])
 
@@ -53,7 +53,9 @@ def test_first_messages_are_valued_as_the_simulator_values_them():
         rows, level = day.index.to_numpy()[took], plan["offer_level"].to_numpy()[took].astype(np.int64)
         sent = (sim.contact_days[rows] >= 0).sum(axis=1)
         dp = policy.dp
-        modelled = np.where(sent == 0, dp.r1f[sim.t][rows, level], dp.r1s[np.minimum(sent, dp.J - 1), rows, level])
+        in_window = (sent > 0) & (sim.t - sim.contact_days[rows, 0] < CFG.fatigue_window_days)  # the last follow-up
+        modelled = np.where(sent == 0, dp.r1f[sim.t][rows, level],
+                            dp.r1s[np.minimum(sent, dp.J - 1), in_window.astype(int), rows, level])
         out = sim.contact(rows, level, plan["followup_days"].to_numpy()[took].astype(np.int64))
         np.testing.assert_allclose(modelled, out.expected[rows], rtol=1e-9, atol=1e-9)
         later += int((sent > 0).sum())
