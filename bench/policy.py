@@ -68,6 +68,18 @@ def bare_mlp(hidden: int) -> torch.nn.Sequential:
                                torch.nn.Tanh(), torch.nn.Linear(hidden, 2 + rules.LEVELS + DELAYS)).eval()
 
 
+def rule_throughput(cfg: Config, day: pd.DataFrame, rule, ds: dt.date = DS, repeat: int = 5) -> dict:
+    """rows/s of the rule champion's decide (greedy EV with its follow-up: no network) on `day`; best of `repeat`."""
+    best, contacts = np.inf, 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        planned = decide_plan(day, cfg, rule, ds)
+        if (seconds := time.perf_counter() - start) < best:
+            best, contacts = seconds, int(planned["contact"].sum())
+    record = _ratio("decide_rule_champion", "", len(day), best, None, target_rows_per_s=TARGET_ROWS_PER_S)
+    return record | {"budget": cfg.daily_budget, "contacts": contacts}
+
+
 def forward_ratio(n: int, hidden: int = 128, repeat: int = 7) -> dict:
     """The policy's logits vs a bare torch MLP of the same shape on the same n states, BLOCK rows per call as decide
     feeds them; best of `repeat`.

@@ -72,6 +72,10 @@ class Config:
     """Message backend: template | transformers | vllm."""
     score_shards: int = 1
     """Score the day in this many shards by customer hash (mapped tasks in the daily DAG); decide stays one pass."""
+    chunk_rows: int = 500_000
+    """Rows a stage holds at once: every stage streams the day in chunks of about this many customers (extract
+    buckets them by a stable hash of customer_id, so a customer's rows share a chunk), keeping memory flat as
+    the day grows; decide holds only its narrow columns for all of them."""
     reason_sample_share: float = 0.01
     """Share of not-contacted customers (by a stable hash of customer_id) whose plan rows also get reason codes; every
     contacted row has them (its message uses them). Exact TreeSHAP for all customers cost ~7x the five predicts."""
@@ -202,6 +206,7 @@ ENV = {
     "RETENTION_GENERATOR": "generator",
     "RETENTION_SCORE_SHARDS": "score_shards",
     "RETENTION_REASON_SAMPLE_SHARE": "reason_sample_share",
+    "RETENTION_CHUNK_ROWS": "chunk_rows",
     "RETENTION_RISK_MODEL_URI": "risk_model_uri",
     "RETENTION_ACCEPT_MODEL_URI": "accept_model_uri",
     "RETENTION_POLICY_MODEL_URI": "policy_model_uri",
@@ -295,6 +300,8 @@ def _check(cfg: Config) -> None:
         raise ValueError(f"config impact_window_days={cfg.impact_window_days}: expected at least 1")
     if not 0 <= cfg.reason_sample_share <= 1:
         raise ValueError(f"config reason_sample_share={cfg.reason_sample_share}: expected a fraction in [0, 1]")
+    if cfg.chunk_rows < 1:
+        raise ValueError(f"config chunk_rows={cfg.chunk_rows}: expected a positive row count")
     if not 1 <= cfg.score_shards <= 1024:
         raise ValueError(f"config score_shards={cfg.score_shards}: expected 1-1024")
     if cfg.daily_budget < 0 or cfg.fatigue_cap < 1 or cfg.cooldown_days < 0:

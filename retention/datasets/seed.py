@@ -240,18 +240,21 @@ def _sample_total(rng: np.random.Generator, telco: pd.DataFrame, tenure: np.ndar
     return (tenure * monthly * noise).round(2)
 
 
-def synthetic_customers(n: int, ds: dt.date, seed: int, telco: pd.DataFrame) -> pd.DataFrame:
+def synthetic_customers(n: int, ds: dt.date, seed: int, telco: pd.DataFrame, start: int = 0) -> pd.DataFrame:
     """n `customers` rows for ds with Telco's marginals, ids SYN-0000001.., vectorised for millions.
+
+    `start` > 0 draws the block of ids SYN-<start + 1>.. from its own stream, so a population too large to hold is
+    made block by block (a block of one start is the same every time).
 
     Gender, plan, contract, payment method and tenure are drawn together from random Telco rows (their
     empirical joint distribution); flags, monthly and total charges are then drawn from fitted frequencies,
     prices and noise. The population depends on `seed` only, so SYN-0000001 is the same customer every day.
     """
-    rng = np.random.default_rng([seed, SYNTHETIC_STREAM])
+    rng = np.random.default_rng([seed, SYNTHETIC_STREAM] + ([start] if start else []))
     donor = rng.integers(len(telco), size=n)
     core = telco[["gender", "tenure_months", "plan", "contract", "payment_method"]].take(donor)
     core = core.reset_index(drop=True)
-    ids = np.strings.add("SYN-", np.strings.zfill(np.arange(1, n + 1).astype(np.dtypes.StringDType()), 7))
+    ids = np.strings.add("SYN-", np.strings.zfill(np.arange(start + 1, start + n + 1).astype(np.dtypes.StringDType()), 7))
     flags = _sample_flags(rng, telco, donor)
     monthly = _sample_monthly(rng, telco, donor, flags)
     core = core.assign(

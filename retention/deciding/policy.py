@@ -87,6 +87,13 @@ def load_policy(directory: str | Path) -> Policy | GreedyRule | None:
     if (directory / RULE_FILE).is_file():
         rule = json.loads((directory / RULE_FILE).read_text())
         return GreedyRule(int(rule["followup"]), rule["version"])
+    return load_network(directory)
+
+
+def load_network(directory: str | Path) -> Policy | None:
+    """The PPO network saved in `directory`, whatever the champion is (a run that chose the rule keeps the network
+    it trained beside rule.json), or None when there is none."""
+    directory = Path(directory)
     if not (directory / CONFIG_FILE).is_file():
         return None
     meta = json.loads((directory / CONFIG_FILE).read_text())

@@ -8,9 +8,11 @@ import logging
 import re
 import socket
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
 from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -208,6 +210,65 @@ def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: 
     return rows.sort_values(order_by, kind="stable", ignore_index=True) if order_by else rows
 
 
+def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, path: Path, buckets: int,
+                      order_by: str | list[str], **params: Any) -> list[int]:
+    """`read_query` for results too large to hold: into the Parquet file `path`, one row group per bucket of rows
+    (a stable hash of customer_id mod `buckets`), each sorted by `order_by`. Returns the rows of each bucket.
+
+    The Storage Read pages are split by bucket into spill files as they arrive; each bucket is then read back,
+    sorted and written, so memory holds one bucket at a time. The pandas types are those `to_dataframe` gives.
+    """
+    from retention import hashing
+    from retention.infra.parquet import ChunkWriter, chunk_writer
+
+    dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
+    execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
+    spill = path.parent / f".{path.stem}.buckets"
+    spill.mkdir(parents=True, exist_ok=True)
+    parts = [ChunkWriter(spill / f"{b:05d}.parquet") for b in range(buckets)]
+    try:
+        schema = None
+        for batch in bq.list_rows(dest, retry=RETRY).to_arrow_iterable(bqstorage_client=storage_client(cfg)):
+            schema = batch.schema
+            bucket = hashing.stable_hash(batch.column("customer_id").to_pandas()) % np.uint64(buckets)
+            for b in np.unique(bucket):
+                parts[b].write_arrow(pa.Table.from_batches([batch.filter(pa.array(bucket == b))]))
+        for part in parts:
+            part.close()
+        sizes = []
+        with chunk_writer(path) as out:
+            for b, part in enumerate(parts):
+                table = pq.read_table(part.path) if part.writer is not None else _empty_result(bq, dest, schema)
+                rows = _to_dataframe(table).sort_values(order_by, kind="stable", ignore_index=True)
+                out.write(rows)
+                sizes.append(len(rows))
+        return sizes
+    finally:
+        for part in parts:
+            part.close()
+            part.path.unlink(missing_ok=True)
+        spill.rmdir()
+        bq.delete_table(dest, not_found_ok=True, retry=RETRY)
+
+
+def _empty_result(bq: bigquery.Client, dest: str, schema: pa.Schema | None) -> pa.Table:
+    """A bucket no row fell into: the result's columns with no rows."""
+    if schema is None:
+        schema = bq.list_rows(dest, max_results=0, retry=RETRY).to_arrow().schema
+    return schema.empty_table()
+
+
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def _to_dataframe(table: pa.Table) -> pd.DataFrame:
+    """Arrow rows of a table read as `RowIterator.to_dataframe` converts them: nullable Int64 and boolean, dbdate."""
+    import db_dtypes
+
+    types = _PANDAS_TYPES | {pa.date32(): db_dtypes.DateDtype()}
+    return table.to_pandas(types_mapper=types.get)
+
+
 def execute(bq: bigquery.Client, sql: str, **params: Any) -> int:
     """Run one DML/DDL statement; returns the affected row count when there is one."""
     job = bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=query_params(params)), retry=RETRY)
@@ -264,19 +325,21 @@ def load(bq: bigquery.Client, df: pd.DataFrame, table: str, table_id: str, trunc
     _wait(bq.load_table_from_file(buf, table_id, job_config=config))
 
 
-def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame, table: str,
+def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame | Iterable[pd.DataFrame], table: str,
                       key: str, value: Any, extra_key: dict[str, Any] | None = None) -> None:
-    """Atomically make the rows of `table` where `key = value` exactly `df`.
+    """Atomically make the rows of `table` where `key = value` exactly `df` (a frame, or frames in chunks).
 
-    Load to a staging table unique to this call, then one transaction: delete the slice, insert every staged
-    row, commit. Readers see the old slice or the new one, never a mix; a statement that fails rolls the whole
-    transaction back. `extra_key` narrows the replaced slice (e.g. run_id).
+    Load to a staging table unique to this call (chunk after chunk, one load job each: memory holds one chunk),
+    then one transaction: delete the slice, insert every staged row, commit. Readers see the old slice or the new
+    one, never a mix; a statement that fails rolls the whole transaction back, and a failed chunk load leaves the
+    contract table untouched. `extra_key` narrows the replaced slice (e.g. run_id).
     """
     staging_name = f"{table}_{str(value).replace('-', '')}_{uuid.uuid4().hex[:8]}"
     staging_id = cfg.table(staging_name, staging=True)
     bq.create_table(table_spec(cfg, table, staging=True, name=staging_name), retry=RETRY)
     try:
-        load(bq, df, table, staging_id)
+        for i, chunk in enumerate([df] if isinstance(df, pd.DataFrame) else df):
+            load(bq, chunk, table, staging_id, truncate=i == 0)
         execute(bq, _swap_sql(cfg, table, staging_id, {key: value, **(extra_key or {})}))
     finally:
         bq.delete_table(staging_id, not_found_ok=True, retry=RETRY)

@@ -13,13 +13,15 @@ from retention.config import Config
 from retention.messages.template import TEMPLATE_MODEL, template_messages
 
 
-def generate(plan: pd.DataFrame, cfg: Config, ds: str, llm_limit: int = 0) -> pd.DataFrame:
+def generate(plan: pd.DataFrame, cfg: Config, ds: str, llm_limit: int = 0, batch=None,
+             llm_ids: set[str] | None = None) -> pd.DataFrame:
     """The plan of day `ds` (YYYY-MM-DD) plus message, generator and message_model on the contacted rows.
 
     cfg.generator picks the backend. An LLM backend's text is retried once where the shield would reject it;
     what still fails is left for the shield stage to replace by the template (never dropped). `llm_limit` > 0
     caps the LLM's share where generation is too slow for every contact: the contacts of highest expected value
-    get the model's messages, the others the template.
+    get the model's messages, the others the template. A streamed day passes each chunk as `plan`, the day's
+    shield.Batch as `batch` (the whole plan by default) and, with a cap, the day's chosen customers as `llm_ids`.
     """
     contact = plan["contact"].to_numpy(dtype=bool)
     rows = plan.loc[contact]
@@ -30,12 +32,18 @@ def generate(plan: pd.DataFrame, cfg: Config, ds: str, llm_limit: int = 0) -> pd
         from retention.messages import llm  # torch and transformers load only for an LLM backend
 
         backend = llm.load_backend(cfg)
-        chosen = rows.index if llm_limit <= 0 else rows.index[
-            np.lexsort((rows["customer_id"].to_numpy(), -rows["expected_value"].to_numpy()))[:llm_limit]]
-        text.loc[chosen], generator.loc[chosen] = llm.llm_messages(rows.loc[chosen], ds, backend, plan)
+        chosen = (rows.index[rows["customer_id"].isin(llm_ids)] if llm_ids is not None else rows.index
+                  if llm_limit <= 0 else rows.index[llm_choice(rows, llm_limit)])
+        text.loc[chosen], generator.loc[chosen] = llm.llm_messages(rows.loc[chosen], ds, backend,
+                                                                   plan if batch is None else batch)
         model.loc[chosen] = backend.version
     return plan.assign(message=_on(contact, text, plan.index), generator=_on(contact, generator, plan.index),
                        message_model=_on(contact, model, plan.index))
+
+
+def llm_choice(rows: pd.DataFrame, llm_limit: int) -> np.ndarray:
+    """Positions of the `llm_limit` contacted rows of highest expected value (ties by customer_id)."""
+    return np.lexsort((rows["customer_id"].to_numpy(), -rows["expected_value"].to_numpy()))[:llm_limit]
 
 
 def _on(contact: np.ndarray, values: pd.Series, index: pd.Index) -> pd.Series:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -169,23 +170,50 @@ def _names_in(text: str, names: set[str]) -> bool:
     return not names.isdisjoint(runs) or not names.isdisjoint(pieces)
 
 
-def has_customer_id(text, batch_ids: pd.Series) -> np.ndarray:
+@dataclass(frozen=True)
+class Batch:
+    """What the shield needs of the day's whole plan, computed once per stage (a streamed stage checks its chunks
+    against every customer of the day): the cleaned names and the customer ids."""
+
+    names: np.ndarray
+    """Distinct cleaned names."""
+    ids: pa.Array
+    """Customer ids (large_string)."""
+    ids_have_digits: bool
+    """Every id holds three digits in a row: only texts that do can hold one."""
+    id_chars: str
+    """The characters ids hold besides letters, digits and "_" (e.g. "-")."""
+
+
+def batch_index(batch: pd.DataFrame | Batch) -> Batch:
+    """The Batch of a frame with name and customer_id columns (a Batch is returned as it is)."""
+    if isinstance(batch, Batch):
+        return batch
+    ids = pa.array(batch["customer_id"].dropna().astype("str"), type=pa.large_string())
+    digits = pc.all(pc.match_substring_regex(ids, "[0-9]{3}")).as_py() is not False
+    chars = "".join(sorted(set("".join(pc.unique(pc.replace_substring_regex(ids, r"[\pL\pN_]+", "")).to_pylist()))))
+    return Batch(clean_name(batch["name"]).unique(), ids, digits, chars)
+
+
+def has_customer_id(text, batch: pd.DataFrame | pd.Series | Batch) -> np.ndarray:
     """True where the text holds a customer id of the batch as a whole token.
 
     Tokens are runs of word characters and of the other characters ids hold ("-"). When every id holds three
     digits in a row, only texts that do are looked at (messages state "10%" and "12 months"): the usual text
-    costs one fast regex pass.
+    costs one fast regex pass. The few texts' tokens are then looked up among the ids (one pass over the ids).
     """
+    if isinstance(batch, pd.Series):
+        batch = batch_index(pd.DataFrame({"customer_id": batch, "name": ""}))
+    batch = batch_index(batch)
     text = _arrow(text)
-    ids = pa.array(batch_ids.dropna().astype("str"), type=pa.large_string())
-    maybe = (_matches(text, "[0-9]{3}") if pc.all(pc.match_substring_regex(ids, "[0-9]{3}")).as_py() is not False
-             else np.ones(len(text), dtype=bool))
+    maybe = _matches(text, "[0-9]{3}") if batch.ids_have_digits else np.ones(len(text), dtype=bool)
     hit = np.zeros(len(text), dtype=bool)
     if maybe.any():
-        known = set(ids.to_pylist())
-        extra = set("".join(pc.replace_substring_regex(ids, r"[\pL\pN_]+", "").to_pylist()))  # e.g. {"-"}
-        token = re.compile(rf"[\w{re.escape(''.join(sorted(extra)))}]+")
-        hit[maybe] = [not known.isdisjoint(token.findall(t or "")) for t in text.filter(maybe).to_pylist()]
+        token = re.compile(rf"[\w{re.escape(batch.id_chars)}]+")
+        tokens = [set(token.findall(t or "")) for t in text.filter(maybe).to_pylist()]
+        candidates = pa.array(sorted(set().union(*tokens)), type=pa.large_string())
+        known = set(batch.ids.filter(pc.is_in(batch.ids, value_set=candidates)).to_pylist())
+        hit[maybe] = [not known.isdisjoint(t) for t in tokens]
     return hit
 
 
@@ -280,11 +308,12 @@ def _word(char: str) -> bool:
 # the checks together
 
 
-def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame, brand: str = Config.brand_name,
+def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame | Batch, brand: str = Config.brand_name,
              language: str = Config.language) -> tuple[dict[str, np.ndarray], pa.Array]:
     """(codes, repaired): each check's outcome code per row (OUTCOMES) with the action, and the text after repairs.
 
-    `batch` is the day's whole plan: no message may name another of its customers or hold one of its ids. The
+    `batch` is the day's whole plan (or its Batch): no message may name another of its customers or hold one of
+    its ids. The
     grounding facts are the rows' offer_pct and, where the rows hold them, tenure_months and monthly_charges.
     """
     text = _arrow(text).fill_null("")  # a failed generation: "", which fails length, name and offer
@@ -293,7 +322,8 @@ def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame, brand: str = Config.
     facts = (pct, _fact(rows, "tenure_months"), _fact(rows, "monthly_charges"))
     expected = pct_texts(pct)
     length = pc.utf8_length(text).to_numpy()
-    own, other, marked = _name_checks(text, names, clean_name(batch["name"]).unique(), brand)
+    batch = batch_index(batch)
+    own, other, marked = _name_checks(text, names, batch.names, brand)
     ok = {check: np.ones(len(rows), dtype=bool) for check in CHECKS}
     # the content rules, on the few rows one of them might reject
     sus = np.flatnonzero(_matches(text, _SUSPECT_RE))
@@ -302,7 +332,7 @@ def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame, brand: str = Config.
     ok["contact"][sus] = ~has_contact(text.take(sus), ALLOWED_LINKS, ALLOWED_PHONES)
     ok["injection"][sus] = ~has_injection(text.take(sus))
     # the customer rules
-    ok["others"] = ~(other | has_customer_id(text, batch["customer_id"]))
+    ok["others"] = ~(other | has_customer_id(text, batch))
     ok["length"] = (length >= MIN_CHARS) & (length <= MAX_CHARS)
     ok["name"], ok["offer"] = own, offer_ok(text, expected)
     # the grounding rules, on the text with the row's own name and the brand masked
@@ -328,7 +358,7 @@ def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame, brand: str = Config.
     return codes, text
 
 
-def acceptable(rows: pd.DataFrame, text: pd.Series, batch: pd.DataFrame, brand: str = Config.brand_name,
+def acceptable(rows: pd.DataFrame, text: pd.Series, batch: pd.DataFrame | Batch, brand: str = Config.brand_name,
                language: str = Config.language) -> np.ndarray:
     """True where the shield would send the text as written or repaired (the generators retry the rest)."""
     return evaluate(rows, text, batch, brand, language)[0]["action"] != TEMPLATE
@@ -349,15 +379,15 @@ def _fact(rows: pd.DataFrame, column: str) -> np.ndarray:
 # the stage
 
 
-def shield(plan: pd.DataFrame, cfg: Config, ds: str) -> pd.DataFrame:
+def shield(plan: pd.DataFrame, cfg: Config, ds: str, batch: pd.DataFrame | Batch | None = None) -> pd.DataFrame:
     """The plan of day `ds` with each contacted message checked and repaired or replaced, plus shield_checks (JSON).
 
     A replaced row's generator becomes template_fallback. `cfg` gives the brand and language; the rules
-    themselves are this module's data.
+    themselves are this module's data. `batch`: the day's whole plan or its Batch when `plan` is one chunk of it.
     """
     contact = plan["contact"].to_numpy(dtype=bool)
     rows = plan.loc[contact]
-    codes, text = evaluate(rows, rows["message"], plan, cfg.brand_name, cfg.language)
+    codes, text = evaluate(rows, rows["message"], plan if batch is None else batch, cfg.brand_name, cfg.language)
     replace = codes["action"] == TEMPLATE
     text = _put(text, [(np.flatnonzero(replace), _arrow(template_messages(rows.loc[replace], ds, cfg.brand_name)))])
     generator = plan["generator"].mask(_spread_bool(replace, contact), "template_fallback")

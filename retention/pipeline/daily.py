@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import time
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from retention.infra import bq
+from retention.infra import bq, parquet
 from retention import hashing
 from retention.deciding.decide import decide_plan
 from retention.deciding import rules
@@ -48,18 +50,14 @@ STAGING_ABANDONED_S = 3600
 """A staging table of the day older than this was left by a killed attempt: a live one exists for seconds."""
 
 
+def _path(cfg: Config, ds: str, run_id: str, stage: str) -> Path:
+    """A stage's file (one row group per chunk of the day)."""
+    return cfg.run_dir(ds, run_id) / f"{stage}.parquet"
+
+
 def _read(cfg: Config, ds: str, run_id: str, stage: str) -> pd.DataFrame:
-    return pd.read_parquet(cfg.run_dir(ds, run_id) / f"{stage}.parquet")
-
-
-def _write(cfg: Config, ds: str, run_id: str, stage: str, df: pd.DataFrame) -> Path:
-    """Write a stage's frame: to a temp name, then rename, so a killed task leaves no half file."""
-    path = cfg.run_dir(ds, run_id) / f"{stage}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return path
+    """A stage's whole file (small files and tests; the stages stream theirs)."""
+    return pd.read_parquet(_path(cfg, ds, run_id, stage))
 
 
 @contextmanager
@@ -108,48 +106,69 @@ def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
 
     Also the raw contact_history and suppression rows behind the join (sql/daily_<table>.sql), which
     validate_input checks row by row: the join itself would hide a broken row inside a count.
+
+    Each file holds one row group per chunk of about cfg.chunk_rows customers: a stable hash of customer_id picks
+    the chunk, so a customer's rows in all three files share one (a duplicate id meets its twin), and each chunk
+    is sorted as its query orders it. Every later stage streams these chunks.
     """
     with _timed(cfg, ds, run_id, "extract"):
         client = bq.client(cfg)
-        # Storage Read streams come back in no set order: sorted by id, as the query orders them
-        day = bq.read_query(client, cfg, bq.sql_text("daily_customers", cfg), f"extract_{ds.replace('-', '')}",
-                            order_by="customer_id", ds=_date(ds), window=cfg.fatigue_window_days,
-                            lookback=cfg.ledger_lookback_days)
-        if day.empty:
+        snapshot = bq.query(client, cfg, f"SELECT COUNT(*) AS n FROM `{cfg.table('customers')}` "
+                                         "WHERE snapshot_date = @ds", ds=_date(ds))["n"][0]
+        if not snapshot:
             raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
-        related = {t: bq.read_query(client, cfg, bq.sql_text(f"daily_{t}", cfg), f"extract_{t}_{ds.replace('-', '')}",
-                                    order_by=RELATED_ORDER[t], ds=_date(ds)) for t in quality.RELATED}
-        for table, rows in related.items():
-            _write(cfg, ds, run_id, f"extract_{table}", rows)
-        _write(cfg, ds, run_id, "extract", day)  # last: its file marks the stage done
-    return {"customers": len(day), **{table: len(rows) for table, rows in related.items()}}
+        chunks = max(1, math.ceil(int(snapshot) / cfg.chunk_rows))
+        # Storage Read streams come back in no set order: sorted by id in each chunk, as the query orders them
+        related = {t: sum(bq.read_query_chunks(client, cfg, bq.sql_text(f"daily_{t}", cfg),
+                                               f"extract_{t}_{ds.replace('-', '')}", _path(cfg, ds, run_id, f"extract_{t}"),
+                                               chunks, RELATED_ORDER[t], ds=_date(ds)))
+                   for t in quality.RELATED}
+        customers = sum(bq.read_query_chunks(  # last: its file marks the stage done
+            client, cfg, bq.sql_text("daily_customers", cfg), f"extract_{ds.replace('-', '')}",
+            _path(cfg, ds, run_id, "extract"), chunks, "customer_id", ds=_date(ds), window=cfg.fatigue_window_days,
+            lookback=cfg.ledger_lookback_days))
+        if not customers:
+            raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
+    return {"customers": customers, "chunks": chunks, **related}
 
 
 def validate_input(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """Schema errors fail here, before anything is written; bad rows go to `rejects` and the rest go on.
 
     Bad rows of the three input tables are this run's slice of `rejects` (replaced on a retry); the customers
-    they name are left out of the day's plan.
+    they name are left out of the day's plan. The suites run chunk by chunk (extract's chunks: a customer's rows
+    of all three tables share one); the reject-share rule and the Data Docs cover the whole day.
     """
     with _timed(cfg, ds, run_id, "validate_input"):
-        day = _read(cfg, ds, run_id, "extract")
-        related = {t: _read(cfg, ds, run_id, f"extract_{t}") for t in quality.RELATED}
         report_dir = cfg.artifacts / "reports" / ds
+        files = [_path(cfg, ds, run_id, "extract")] + [_path(cfg, ds, run_id, f"extract_{t}") for t in quality.RELATED]
+        chunks = len(parquet.group_sizes(files[0]))
+        summaries, rejects, ids = [], [], []
+        client = bq.client(cfg)
         try:
-            good, rejects, summary = quality.validate_input(day, ds, run_id, report_dir, cfg.max_reject_share,
-                                                            related)
+            with parquet.chunk_writer(_path(cfg, ds, run_id, "validate_input")) as out:
+                for i, (day, *related) in enumerate(zip(*map(parquet.row_groups, files))):
+                    good, bad, summary, part_ids = quality.check_input(
+                        day, ds, run_id, report_dir, dict(zip(quality.RELATED, related)),
+                        part=f"{i + 1} of {chunks}" if chunks > 1 else "", docs=ids if i == chunks - 1 else None)
+                    out.write(good)
+                    summaries.append(summary)
+                    rejects.append(bad)
+                    ids += part_ids
+                summary = quality.merge_input_summaries(summaries)
+                rejects = pd.concat(rejects, ignore_index=True)
+                quality.check_reject_share(summary, rejects, cfg.max_reject_share)  # before the file is kept
         except quality.RejectShareError as err:
-            bq.replace_partition(bq.client(cfg), cfg, err.rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
+            bq.replace_partition(client, cfg, err.rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
             raise
-        bq.replace_partition(bq.client(cfg), cfg, rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
-        _write(cfg, ds, run_id, "validate_input", good)
-    return {"valid": len(good), "rejected": summary["rejected_rows"], "reject_records": len(rejects),
+        bq.replace_partition(client, cfg, rejects, "rejects", "plan_date", _date(ds), {"run_id": run_id})
+    return {"valid": summary["good_rows"], "rejected": summary["rejected_rows"], "reject_records": len(rejects),
             "report_uri": summary["report_uri"]}
 
 
 def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
     """Calibrated churn risk and acceptance for each offer level, from the champions (reason codes come after
-    decide, for the rows that use them).
+    decide, for the rows that use them), chunk by chunk.
 
     With cfg.score_shards > 1 this scores one shard of the customers (a mapped task per shard); decide reads
     them all.
@@ -159,13 +178,16 @@ def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
     with _timed(cfg, ds, run_id, name):
         risk = RiskModel.load(cfg.model_dir("risk"))
         accept = AcceptModel.load(cfg.model_dir("accept"))
-        day = _read(cfg, ds, run_id, "validate_input")
-        if shards > 1:
-            day = day[shard_rows(day["customer_id"], shard, shards)].reset_index(drop=True)
-        scored = with_uplift(cfg, score_customers(day, risk, accept, _date(ds), reasons=False))
-        scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
-        _write(cfg, ds, run_id, name, scored)
-    return {"shard": shard, "scored": len(scored), "mean_risk": round(float(scored["churn_risk"].mean()), 4)}
+        rows, risk_sum = 0, 0.0
+        with parquet.chunk_writer(_path(cfg, ds, run_id, name)) as out:
+            for day in parquet.row_groups(_path(cfg, ds, run_id, "validate_input")):
+                if shards > 1:
+                    day = day[shard_rows(day["customer_id"], shard, shards)].reset_index(drop=True)
+                scored = with_uplift(cfg, score_customers(day, risk, accept, _date(ds), reasons=False))
+                scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
+                out.write(scored)
+                rows, risk_sum = rows + len(scored), risk_sum + float(scored["churn_risk"].sum())
+    return {"shard": shard, "scored": rows, "mean_risk": round(risk_sum / rows, 4) if rows else float("nan")}
 
 
 def with_uplift(cfg: Config, scored: pd.DataFrame) -> pd.DataFrame:
@@ -182,71 +204,140 @@ def with_uplift(cfg: Config, scored: pd.DataFrame) -> pd.DataFrame:
     return scored.assign(uplift_model=model.version_).join(uplift_columns(scored, model))
 
 
-def read_scored(cfg: Config, ds: str, run_id: str) -> pd.DataFrame:
-    """Every shard's scores as one frame in customer_id order (the order an unsharded score keeps)."""
+def score_files(cfg: Config, ds: str, run_id: str) -> list[Path]:
+    """The score stage's files: one per shard."""
     shards = cfg.score_shards
-    if shards == 1:
-        return _read(cfg, ds, run_id, "score")
-    parts = [_read(cfg, ds, run_id, shard_name("score", s, shards)) for s in range(shards)]
-    return pd.concat(parts, ignore_index=True).sort_values("customer_id", kind="stable", ignore_index=True)
+    return [_path(cfg, ds, run_id, shard_name("score", s, shards)) for s in range(shards)]
+
+
+def read_scored(cfg: Config, ds: str, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every shard's scores (only `columns` if given) as one frame in customer_id order, whatever the shards and
+    chunks: the order decide's pass starts from."""
+    files = score_files(cfg, ds, run_id)
+    scored = parquet.read_columns(files, columns) if columns is not None else pd.concat(
+        [pd.read_parquet(f) for f in files], ignore_index=True)
+    return scored.sort_values("customer_id", kind="stable", ignore_index=True)
 
 
 REASON_SAMPLE_KEY = "reason-sample|v1"
 """Hash key of the not-contacted rows that get reason codes too (16 bytes; independent of the holdout's hash)."""
+NOT_DECIDED_ON = frozenset(bq.columns("customers")) - {"customer_id", "customer_value", "channel"} | {
+    "risk_model", "accept_model", "uplift_model"}
+"""Scored columns the decision never reads: decide holds the others for the whole day, and joins these back
+chunk by chunk."""
 
 
 def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     """Contact or wait, which offer, when to follow up: under the hard rules, within the budget. Then reason codes
     for the contacted rows (their messages use them) and a cfg.reason_sample_share sample of the rest.
 
-    One ordered pass over all the day's candidates, whatever the score shards: the policy sees the budget left,
-    so each decision depends on every one before it in the queue.
+    One ordered pass over all the day's candidates, whatever the score shards or chunks: the policy sees the
+    budget left, so each decision depends on every one before it in the queue. Only the columns the decision
+    reads are held for the whole day; the decisions are then written back onto the scored chunks.
     """
     with _timed(cfg, ds, run_id, "decide"):
+        files = score_files(cfg, ds, run_id)
+        narrow = [c for c in pq.read_schema(files[0]).names if c not in NOT_DECIDED_ON]
+        scored = parquet.read_columns(files, narrow)
+        scored["_at"] = np.arange(len(scored))  # the row's place in the score files' order
+        scored = scored.sort_values("customer_id", kind="stable", ignore_index=True)
         policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
-        decided = decide_plan(read_scored(cfg, ds, run_id), cfg, policy, ds)
-        explained = decided["contact"].to_numpy(dtype=bool) | (
-            hashing.unit_interval(hashing.keyed_hash(decided["customer_id"], REASON_SAMPLE_KEY)) < cfg.reason_sample_share)
-        decided["reason_codes"] = explain(decided, RiskModel.load(cfg.model_dir("risk")), explained)
-        _write(cfg, ds, run_id, "decide", decided)
-    return {"contacted": int(decided["contact"].sum()), "spend": round(float(decided["offer_cost"].sum()), 2),
-            "policy": str(decided["policy_model"].iloc[0]) if len(decided) else ""}
+        decided = decide_plan(scored, cfg, policy, ds)
+        del scored
+        added = [c for c in decided.columns if c not in narrow and c != "_at"]
+        decisions = decided.sort_values("_at", ignore_index=True)[["customer_id", *added]]
+        del decided
+        risk = RiskModel.load(cfg.model_dir("risk"))
+        start, contacted, spend, policy_name = 0, 0, 0.0, ""
+        with parquet.chunk_writer(_path(cfg, ds, run_id, "decide")) as out:
+            for chunk in (c for f in files for c in parquet.row_groups(f)):
+                part = decisions.iloc[start:start + len(chunk)].reset_index(drop=True)
+                if not part["customer_id"].equals(chunk["customer_id"]):
+                    raise RuntimeError("decide: the decisions lost their place among the scored chunks")
+                chunk = pd.concat([chunk, part[added]], axis=1)
+                explained = chunk["contact"].to_numpy(dtype=bool) | (hashing.unit_interval(
+                    hashing.keyed_hash(chunk["customer_id"], REASON_SAMPLE_KEY)) < cfg.reason_sample_share)
+                chunk["reason_codes"] = explain(chunk, risk, explained)
+                out.write(chunk)
+                start += len(chunk)
+                contacted += int(chunk["contact"].sum())
+                spend += float(chunk["offer_cost"].sum())
+                policy_name = policy_name or (str(chunk["policy_model"].iloc[0]) if len(chunk) else "")
+    return {"contacted": contacted, "spend": round(spend, 2), "policy": policy_name}
+
+
+def plan_batch(cfg: Config, ds: str, run_id: str, stage: str) -> shield_rules.Batch:
+    """The day's names and customer ids from a stage's file, as the shield checks every message against them."""
+    return shield_rules.batch_index(parquet.read_columns([_path(cfg, ds, run_id, stage)], ["customer_id", "name"]))
 
 
 def generate(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """A message for every contacted customer (backend from cfg.generator)."""
+    """A message for every contacted customer (backend from cfg.generator), chunk by chunk."""
     with _timed(cfg, ds, run_id, "generate"):
-        messages = generator.generate(_read(cfg, ds, run_id, "decide"), cfg, ds, cfg.llm_max_messages)
-        _write(cfg, ds, run_id, "generate", messages)
-    return {"messages": int(messages["message"].notna().sum())}
+        source = _path(cfg, ds, run_id, "decide")
+        batch = llm_ids = None
+        if cfg.generator != "template":  # the LLM checks its candidates against the whole day, and is capped over it
+            batch = plan_batch(cfg, ds, run_id, "decide")
+            if cfg.llm_max_messages > 0:
+                rows = parquet.read_columns([source], ["customer_id", "contact", "expected_value"])
+                rows = rows[rows["contact"].to_numpy(dtype=bool)]
+                llm_ids = set(rows["customer_id"].iloc[generator.llm_choice(rows, cfg.llm_max_messages)])
+        messages = 0
+        with parquet.chunk_writer(_path(cfg, ds, run_id, "generate")) as out:
+            for chunk in parquet.row_groups(source):
+                chunk = generator.generate(chunk, cfg, ds, cfg.llm_max_messages, batch, llm_ids)
+                out.write(chunk)
+                messages += int(chunk["message"].notna().sum())
+    return {"messages": messages}
 
 
 def shield(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """Safety checks and repairs on each message, then the send time outside local quiet hours."""
+    """Safety checks and repairs on each message, then the send time outside local quiet hours, chunk by chunk
+    (every message checked against the whole day's names and ids)."""
     with _timed(cfg, ds, run_id, "shield"):
-        shielded = shield_rules.shield(_read(cfg, ds, run_id, "generate"), cfg, ds)
-        shielded["send_at"] = schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour,
-                                                cfg.send_window_start_hour)
-        _write(cfg, ds, run_id, "shield", shielded)
-    outcomes = shielded.loc[shielded["contact"], "shield_checks"].value_counts()  # few distinct JSON texts
-    return {"repaired": int(sum(n for text, n in outcomes.items() if json.loads(text)["action"] != "none"))}
+        batch = plan_batch(cfg, ds, run_id, "generate")
+        repaired = 0
+        with parquet.chunk_writer(_path(cfg, ds, run_id, "shield")) as out:
+            for chunk in parquet.row_groups(_path(cfg, ds, run_id, "generate")):
+                shielded = shield_rules.shield(chunk, cfg, ds, batch)
+                shielded["send_at"] = schedule.send_at(shielded, ds, cfg.quiet_start_hour, cfg.quiet_end_hour,
+                                                        cfg.send_window_start_hour)
+                out.write(shielded)
+                outcomes = shielded.loc[shielded["contact"], "shield_checks"].value_counts()  # few distinct texts
+                repaired += int(sum(n for text, n in outcomes.items() if json.loads(text)["action"] != "none"))
+    return {"repaired": repaired}
 
 
 def validate_plan(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
-    """The contact_plan suite and the plan invariants, before anything is published."""
+    """The contact_plan suite and the plan invariants, chunk by chunk, before anything is published."""
     with _timed(cfg, ds, run_id, "validate_plan"):
-        shielded = _read(cfg, ds, run_id, "shield")
-        summary = quality.validate_plan(shielded, cfg, ds, run_id, cfg.artifacts / "reports" / ds)
+        path = _path(cfg, ds, run_id, "shield")
+        columns = [c for c in quality.plan_columns() if c in pq.read_schema(path).names]  # a missing one is named
+        chunks = len(parquet.group_sizes(path))
+        parts, ids = [], []
+        for i, plan in enumerate(parquet.row_groups(path, columns)):
+            parts.append(quality.check_plan(plan, cfg, ds, run_id, cfg.artifacts / "reports" / ds,
+                                            f"{i + 1} of {chunks}" if chunks > 1 else "",
+                                            ids if i == chunks - 1 else None))
+            ids += parts[-1]["ids"]
+        summary = quality.finish_plan(parts, cfg)
     return {"success": bool(summary["success"]), "report_uri": summary["report_uri"]}
 
 
+RECORD_SKIPS = ("message", "reason_codes", "shield_checks", "name")
+"""Plan columns the run record never reads (the wide text ones)."""
+
+
 def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str, Any]:
-    """Replace the ds partition of contact_plan in one transaction, then record the run in plan_runs."""
+    """Replace the ds partition of contact_plan in one transaction (the chunks loaded one after another into one
+    staging table first), then record the run in plan_runs."""
     with _timed(cfg, ds, run_id, "publish"):
-        final = _read(cfg, ds, run_id, "shield").assign(plan_date=_date(ds), run_id=run_id)
+        path = _path(cfg, ds, run_id, "shield")
         client = bq.client(cfg)
         sweep_staging(client, cfg, ds)
-        bq.replace_partition(client, cfg, final, "contact_plan", "plan_date", _date(ds))
+        chunks = (c.assign(plan_date=_date(ds), run_id=run_id) for c in parquet.row_groups(path))
+        bq.replace_partition(client, cfg, chunks, "contact_plan", "plan_date", _date(ds))
+    final = parquet.read_columns([path], [c for c in pq.read_schema(path).names if c not in RECORD_SKIPS])
     row = run_record(cfg, ds, run_id, final, report_uri)
     bq.replace_partition(client, cfg, pd.DataFrame([row]), "plan_runs", "plan_date", _date(ds), {"run_id": run_id})
     return {k: row[k] for k in ("customers", "contacted", "spend", "violations")}
@@ -290,7 +381,7 @@ def sweep_staging(client, cfg: Config, ds: str) -> list[str]:
 def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_uri: str) -> dict[str, Any]:
     """The plan_runs row: counts, budget and spend, rule violations, stage times, model versions."""
     started_at, seconds = stage_times(cfg, ds, run_id)
-    rejected = len(_read(cfg, ds, run_id, "extract")) - len(final)
+    rejected = parquet.num_rows(_path(cfg, ds, run_id, "extract")) - len(final)
     contacted = final["contact"]
     versions = {c: str(final[c].iloc[0]) for c in ("risk_model", "accept_model", "policy_model") if c in final}
     versions["message_model"] = sorted(final["message_model"].dropna().unique().tolist())

@@ -18,7 +18,7 @@ import json
 import time
 import zoneinfo
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -179,11 +179,15 @@ def suite_columns(table: str) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-def run_suites(frames: Mapping[str, pd.DataFrame], ds: str, run_id: str, report_dir: str | Path):
+def run_suites(frames: Mapping[str, pd.DataFrame], ds: str, run_id: str, report_dir: str | Path,
+               part: str = "", docs: Sequence = ()):
     """Run expectations/<table>.json on each frame as a GX checkpoint, then render Data Docs under report_dir.
 
-    Returns {table: ExpectationSuiteValidationResult} and the path of the Data Docs index. The docs are built once
-    for all the frames' results: building them costs more than validating a small day.
+    Returns {table: ExpectationSuiteValidationResult}, the path of the Data Docs index and the identifiers of the
+    pages written. The docs are built once for all the frames' results: building them costs more than validating a
+    small day. A chunk of a day streamed in parts names its `part` (e.g. "2 of 20") in the batch; `docs=None`
+    skips the Data Docs (an earlier part of a streamed day), a sequence adds earlier parts' identifiers to this
+    build (the last part builds every part's pages at once).
     """
     import great_expectations as gx
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
@@ -193,7 +197,8 @@ def run_suites(frames: Mapping[str, pd.DataFrame], ds: str, run_id: str, report_
     source = ctx.data_sources.add_pandas("retention")
     results, ids = {}, []
     for table, df in frames.items():
-        batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe(f"ds={ds}")
+        batch_name = f"ds={ds}" + (f" part {part}" if part else "")
+        batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe(batch_name)
         suite = ctx.suites.add(gx.ExpectationSuite(name=table, expectations=[to_expectation(s)
                                                                              for s in load_suite(table)]))
         validation = ctx.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
@@ -206,9 +211,16 @@ def run_suites(frames: Mapping[str, pd.DataFrame], ds: str, run_id: str, report_
         results[table].meta["batch_spec"]["data_asset_name"] = table
         ctx.validation_results_store.set(key, results[table])
         ids += [key, ExpectationSuiteIdentifier(name=table)]  # the suite's page too: the index links to it
-    ctx.build_data_docs(site_names=[SITE], resource_identifiers=ids)
+    if docs is not None:
+        build_docs(report_dir, [*docs, *ids], ctx)
+    return results, report_dir / "data_docs" / "index.html", ids
+
+
+def build_docs(report_dir: Path, ids: Sequence, ctx) -> None:
+    """Render the Data Docs pages of `ids` (validation results and suites of `ctx`) and the index."""
+    unique = list({str(i): i for i in ids}.values())
+    ctx.build_data_docs(site_names=[SITE], resource_identifiers=unique)
     data_docs.make_offline(report_dir / "data_docs")
-    return results, report_dir / "data_docs" / "index.html"
 
 
 def _context(report_dir: Path):
@@ -245,18 +257,28 @@ def validate_input(day: pd.DataFrame, ds: str, run_id: str, report_dir: str | Pa
     Returns (good customers, rejects in the `rejects` contract, summary). Raises RejectShareError when the share
     of the day's customers left out passes `max_reject_share`.
     """
+    good, rejects, summary, _ = check_input(day, ds, run_id, report_dir, related)
+    check_reject_share(summary, rejects, max_reject_share)
+    return good, rejects, summary
+
+
+def check_input(day: pd.DataFrame, ds: str, run_id: str, report_dir: str | Path,
+                related: Mapping[str, pd.DataFrame] | None = None, part: str = "", docs: Sequence | None = ()
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], list]:
+    """`validate_input` without the reject-share rule, on one chunk (`part`) of a streamed day or all of it:
+    (good customers, rejects, summary, Data Docs identifiers). `docs`: as in `run_suites`."""
     start = time.perf_counter()
     frames = {"customers": day, **(related or {})}
     for table, df in frames.items():
         check_schema(df, table, require_extras=True)
-    results, report = run_suites(frames, ds, run_id, report_dir)
+    results, report, ids = run_suites(frames, ds, run_id, report_dir, part, docs)
     rejects = pd.concat([to_rejects(results[t], ds, run_id, t) for t in frames], ignore_index=True)
     good = day[day["customer_id"].notna() & ~day["customer_id"].isin(rejects["customer_id"].dropna())]
     rejected = len(day) - len(good)
-    share = rejected / len(day) if len(day) else 0.0
     summary = {
         "table": "customers", "rows": len(day), "good_rows": len(good), "rejected_rows": rejected,
-        "reject_records": len(rejects), "reject_share": share, "success": all(r.success for r in results.values()),
+        "reject_records": len(rejects), "reject_share": rejected / len(day) if len(day) else 0.0,
+        "success": all(r.success for r in results.values()),
         "evaluated_expectations": len(results["customers"].results),
         "failed_expectations": sorted({f"{r.expectation_config.meta['field']} {r.expectation_config.meta['reason']}"
                                        for r in results["customers"].results if not r.success}),
@@ -264,13 +286,32 @@ def validate_input(day: pd.DataFrame, ds: str, run_id: str, report_dir: str | Pa
                    for t, df in frames.items()},
         "report_uri": str(report), "seconds": round(time.perf_counter() - start, 3),
     }
+    return good.reset_index(drop=True), rejects, summary, ids
+
+
+def merge_input_summaries(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of a day checked in chunks: counts summed, failures joined, the last part's report."""
+    total = dict(parts[-1])
+    for key in ("rows", "good_rows", "rejected_rows", "reject_records"):
+        total[key] = sum(p[key] for p in parts)
+    total["reject_share"] = total["rejected_rows"] / total["rows"] if total["rows"] else 0.0
+    total["success"] = all(p["success"] for p in parts)
+    total["failed_expectations"] = sorted({f for p in parts for f in p["failed_expectations"]})
+    total["tables"] = {t: {k: sum(p["tables"][t][k] for p in parts) for k in ("rows", "reject_records")}
+                       for t in parts[0]["tables"]}
+    total["seconds"] = round(sum(p["seconds"] for p in parts), 3)
+    return total
+
+
+def check_reject_share(summary: dict[str, Any], rejects: pd.DataFrame, max_reject_share: float) -> None:
+    """Raise RejectShareError (carrying the rejects) when the day's share of customers left out passes the limit."""
+    rejected, rows, share = summary["rejected_rows"], summary["rows"], summary["reject_share"]
     if share > max_reject_share:
-        err = RejectShareError(f"customers: rejected {rejected} of {len(day)} rows ({share:.1%}), more than "
+        err = RejectShareError(f"customers: rejected {rejected} of {rows} rows ({share:.1%}), more than "
                                f"max_reject_share {max_reject_share:.1%}; top reasons: {_top_reasons(rejects)}; "
-                               f"report {report}")
+                               f"report {summary['report_uri']}")
         err.rejects = rejects  # an attribute, not an init arg, so the error still pickles
         raise err
-    return good.reset_index(drop=True), rejects, summary
 
 
 def to_rejects(result, ds: str, run_id: str, table: str) -> pd.DataFrame:
@@ -330,8 +371,24 @@ def send_checks(plan: pd.DataFrame, ds: str, quiet_start: int, quiet_end: int, w
     return out
 
 
+PLAN_EXTRAS = ("send_at", "time_zone", "contact", "offer_cost", "holdout", "customer_id")
+"""Plan columns validate_plan reads besides the suite's."""
+
+
+def plan_columns() -> list[str]:
+    """Every plan column validate_plan reads (a streamed day reads only these)."""
+    return list(dict.fromkeys([c for c in suite_columns("contact_plan") if c not in SEND_CHECKS] + list(PLAN_EXTRAS)))
+
+
 def validate_plan(plan: pd.DataFrame, cfg: Config, ds: str, run_id: str, report_dir: str | Path) -> dict[str, Any]:
     """Check the day's plan with the contact_plan suite and the budget; raise PlanInvalidError on any failure."""
+    return finish_plan([check_plan(plan, cfg, ds, run_id, report_dir)], cfg)
+
+
+def check_plan(plan: pd.DataFrame, cfg: Config, ds: str, run_id: str, report_dir: str | Path, part: str = "",
+               docs: Sequence | None = ()) -> dict[str, Any]:
+    """The contact_plan suite on the plan or one chunk (`part`) of a streamed day: its failures, the figures the
+    budget rule and the summary add up (`finish_plan`), and the Data Docs identifiers. `docs`: as in `run_suites`."""
     start = time.perf_counter()
     needed = [c for c in suite_columns("contact_plan") if c not in SEND_CHECKS] + ["send_at", "time_zone"]
     missing = [c for c in dict.fromkeys(needed) if c not in plan.columns]
@@ -339,22 +396,35 @@ def validate_plan(plan: pd.DataFrame, cfg: Config, ds: str, run_id: str, report_
         raise PlanInvalidError(f"contact_plan lacks column(s) {missing} read by expectations/contact_plan.json")
     checked = plan[list(dict.fromkeys(needed))].join(send_checks(plan, ds, cfg.quiet_start_hour, cfg.quiet_end_hour,
                                                                      cfg.send_window_start_hour))
-    results, report = run_suites({"contact_plan": checked}, ds, run_id, report_dir)
+    results, report, ids = run_suites({"contact_plan": checked}, ds, run_id, report_dir, part, docs)
     result = results["contact_plan"]
     contacted = plan["contact"].fillna(False).astype(bool)
-    spend = float(plan.loc[contacted, "offer_cost"].sum())
-    problems = [_failure(r) for r in result.results if not r.success]
+    return {"problems": [_failure(r) for r in result.results if not r.success], "rows": len(plan),
+            "contacted": int(contacted.sum()), "holdout": int(plan["holdout"].fillna(False).astype(bool).sum()),
+            "spend": float(plan.loc[contacted, "offer_cost"].sum()),
+            "largest": plan.loc[contacted].nlargest(5, "offer_cost")[["customer_id", "offer_cost"]],
+            "evaluated_expectations": len(result.results), "report_uri": str(report), "ids": ids,
+            "seconds": time.perf_counter() - start}
+
+
+def finish_plan(parts: Sequence[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+    """The day's verdict from its checked parts: every part's failures and the budget over all of them; raise
+    PlanInvalidError on any."""
+    problems = [p for part in parts for p in part["problems"]]
+    spend = sum(p["spend"] for p in parts)
     if spend > cfg.daily_budget + BUDGET_TOLERANCE:
-        top = plan.loc[contacted].nlargest(5, "offer_cost")["customer_id"].tolist()
+        top = pd.concat([p["largest"] for p in parts]).nlargest(5, "offer_cost")["customer_id"].tolist()
         problems.append(f"budget: sum of offer_cost over contacted rows {spend:.2f} > daily_budget "
                         f"{cfg.daily_budget:.2f}, largest offers {top}")
+    report = parts[-1]["report_uri"]
     if problems:
         raise PlanInvalidError("contact_plan invalid: " + "; ".join(problems) + f"; report {report}")
     return {
-        "table": "contact_plan", "rows": len(plan), "contacted": int(contacted.sum()),
-        "holdout": int(plan["holdout"].fillna(False).astype(bool).sum()), "spend": spend,
-        "budget": cfg.daily_budget, "success": True, "evaluated_expectations": len(result.results),
-        "report_uri": str(report), "seconds": round(time.perf_counter() - start, 3),
+        "table": "contact_plan", "rows": sum(p["rows"] for p in parts),
+        "contacted": sum(p["contacted"] for p in parts), "holdout": sum(p["holdout"] for p in parts),
+        "spend": spend, "budget": cfg.daily_budget, "success": True,
+        "evaluated_expectations": parts[0]["evaluated_expectations"], "report_uri": report,
+        "seconds": round(sum(p["seconds"] for p in parts), 3),
     }
 
 

@@ -75,7 +75,7 @@ def assert_promises_kept(plans: pd.DataFrame, cfg) -> None:
 
 
 def _backfill_process(first: dt.date, last: dt.date) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "retention.cli", "backfill", "--start", first.isoformat(), "--end", last.isoformat()]
+    cmd = [sys.executable, "-m", "retention.cli", "-v", "backfill", "--start", first.isoformat(), "--end", last.isoformat()]
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import days
-from retention.infra import bq
+from retention.infra import bq, parquet
 from retention.pipeline import daily, quality
 from retention.datasets.telco import FLAGS
 
@@ -186,6 +186,22 @@ def bad_run(good, bq_client, cfg):
             "report": quality.report(cfg, DS)}
 
 
+def test_checked_in_chunks_the_same_rows_are_rejected(bad_run, bq_client, cfg):
+    """Extract buckets the day by customer hash and validate_input checks chunk by chunk: a duplicate id and a
+    customer's broken history still meet in one chunk, and the day's rejects and verdict are the same."""
+    chunked, run_id = dataclasses.replace(cfg, chunk_rows=7), f"{BAD}-chunked"
+    daily.extract(chunked, DS, run_id)
+    assert len(parquet.group_sizes(chunked.run_dir(DS, run_id) / "extract.parquet")) >= 5
+    with pytest.raises(quality.RejectShareError) as err:
+        daily.validate_input(chunked, DS, run_id)
+    rejects = bq.query(bq_client, cfg, f"SELECT * FROM `{cfg.table('rejects')}` WHERE plan_date = @ds "
+                                       "AND run_id = @run_id", ds=DAY, run_id=run_id)
+    key = ["table_name", "customer_id", "field", "value", "reason"]
+    ordered = lambda r: r[key].sort_values(key, na_position="first", ignore_index=True)  # noqa: E731
+    pd.testing.assert_frame_equal(ordered(rejects), ordered(bad_run["rejects"]))
+    assert str(err.value).split("; report ")[0] == bad_run["error"].split("; report ")[0]
+
+
 # row kinds
 
 def test_at_least_thirty_kinds():
@@ -275,7 +291,7 @@ def test_schema_problem_fails_before_anything_is_written(good, bq_client, cfg, n
     shutil.copytree(cfg.run_dir(DS, CLEAN), cfg.run_dir(DS, run_id), dirs_exist_ok=True)
     (cfg.run_dir(DS, run_id) / "validate_input.parquet").unlink()
     frame = daily._read(cfg, DS, run_id, stage)
-    daily._write(cfg, DS, run_id, stage, breaker(frame))
+    breaker(frame).to_parquet(cfg.run_dir(DS, run_id) / f"{stage}.parquet", index=False)
     before = days.plan(bq_client, cfg, DAY)
     with pytest.raises(quality.SchemaError) as err:
         daily.validate_input(cfg, DS, run_id)

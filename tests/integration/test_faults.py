@@ -5,6 +5,7 @@ a clean run, once; until a publish commits, the previous plan of the day stays i
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -13,12 +14,13 @@ import sys
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
 
 import days
-from retention.infra import bq, emulator
+from retention.infra import bq, emulator, parquet
 from retention.pipeline import daily, quality
 from retention.config import REPO_ROOT
 
@@ -70,16 +72,39 @@ def _assert_published_once(client, cfg, clean: pd.DataFrame, run_id: str) -> Non
     assert days.staging_tables(client, cfg) == []
 
 
+# the day in chunks
+
+@pytest.mark.parametrize("chunk_rows, shards", [(9, 1), (13, 3)])
+def test_the_day_in_chunks_and_shards_publishes_the_same_plan(clean, bq_client, cfg, chunk_rows, shards):
+    """Every stage streams the day in chunks of cfg.chunk_rows (one Parquet row group each); decide's one ordered
+    pass sees the whole day, so the published plan is the clean one to the bit, and its run record the same."""
+    chunked, run_id = dataclasses.replace(cfg, chunk_rows=chunk_rows, score_shards=shards), f"ft-chunks-{chunk_rows}"
+    daily.run_all(chunked, DS, run_id)
+    for stage in ("extract", "validate_input", "decide", "generate", "shield"):
+        assert len(parquet.group_sizes(chunked.run_dir(DS, run_id) / f"{stage}.parquet")) >= N // chunk_rows
+    days.assert_same_plan(days.plan(bq_client, cfg, DAY), clean)
+    runs = days.plan_runs(bq_client, cfg, DAY).set_index("run_id")
+    figures = ["customers", "rejected", "contacted", "holdout", "spend", "expected_net_revenue", "violations"]
+    assert runs.loc[run_id, figures].tolist() == runs.loc[CLEAN, figures].tolist()
+    assert days.staging_tables(bq_client, cfg) == []
+    daily.publish(cfg, DS, CLEAN)  # the clean run's plan again: the later tests start from it
+
+
 # a failure inside each task, then its retry
 
-def _crash_write(stage: str, write=daily._write):
-    """daily._write that dies for `stage` after the temp file is written, before it becomes the stage's output."""
-    def crashing(cfg, ds, run_id, name, df):
-        if name == stage:
-            path = cfg.run_dir(ds, run_id) / f"{name}.parquet"
-            df.to_parquet(path.with_suffix(".tmp"), index=False)
-            raise Injected(f"killed while writing {name}")
-        return write(cfg, ds, run_id, name, df)
+def _crash_write(stage: str, writer=parquet.chunk_writer):
+    """parquet.chunk_writer that dies for `stage` after the temp file is written, before it becomes the stage's
+    output."""
+    @contextmanager
+    def crashing(path, empty=None):
+        if path.stem != stage:
+            with writer(path, empty) as out:
+                yield out
+            return
+        out = parquet.ChunkWriter(path.with_suffix(".tmp"))
+        yield out
+        out.close()
+        raise Injected(f"killed while writing {stage}")
     return crashing
 
 
@@ -102,7 +127,7 @@ def _fail_merge_into(table: str, execute=bq.execute):
 
 def _faults(monkeypatch) -> list[tuple[str, callable]]:
     """(stage, plant) pairs: each plant makes that stage fail once, at a point where it has done some work."""
-    write = lambda stage: lambda: monkeypatch.setattr(daily, "_write", _crash_write(stage))  # noqa: E731
+    write = lambda stage: lambda: monkeypatch.setattr(parquet, "chunk_writer", _crash_write(stage))  # noqa: E731
     return [
         ("extract", write("extract")),
         ("validate_input", write("validate_input")),  # after its rejects slice was written
@@ -110,7 +135,7 @@ def _faults(monkeypatch) -> list[tuple[str, callable]]:
         ("decide", write("decide")),
         ("generate", write("generate")),
         ("shield", write("shield")),
-        ("validate_plan", lambda: monkeypatch.setattr(quality, "validate_plan", _fail_after(quality.validate_plan))),
+        ("validate_plan", lambda: monkeypatch.setattr(quality, "finish_plan", _fail_after(quality.finish_plan))),
         ("publish", lambda: monkeypatch.setattr(bq, "execute", _fail_merge_into("contact_plan"))),
         ("publish", lambda: monkeypatch.setattr(bq, "replace_partition", _fail_plan_runs(bq.replace_partition))),
     ]
@@ -131,8 +156,9 @@ def test_a_failure_in_each_task_then_its_retry_publishes_the_clean_plan_once(cle
     faults = _faults(monkeypatch)
     for i, (stage, plant) in enumerate(faults):
         plant()
-        with pytest.raises(Injected):
+        with pytest.raises(Injected, match="."):
             getattr(daily, stage)(cfg, DS, run_id, *([report] if stage == "publish" else []))
+            pytest.fail(f"the fault planted in {stage} did not fire")
         monkeypatch.undo()
         published = days.plan(bq_client, cfg, DAY)
         committed = i == len(faults) - 1  # only the plan_runs fault comes after the plan's MERGE
