@@ -47,9 +47,11 @@ def run_scales(scales: list[int], ds: str, shards: int, profile: str) -> list[di
         sharding = ["--shards", str(shards), "--profile", profile] if n == max(scales) else []
         out = subprocess.run([sys.executable, "-m", "bench.scale", str(n), "--ds", ds, *sharding], cwd=REPO_ROOT,
                              capture_output=True, text=True)
+        done = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
         if out.returncode:
+            print(table(done), flush=True)  # what was measured before it failed
             raise RuntimeError(f"bench.scale {n} failed:\n{out.stderr[-3000:]}")
-        records += [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        records += done
     return records
 
 

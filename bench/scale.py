@@ -91,11 +91,23 @@ def profiled(cfg, stage: str, n: int, wanted: set[str]) -> Iterator[None]:
         print(f"profile of {stage} at {n:,}: {path}", file=sys.stderr)
 
 
-def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset()) -> list[dict]:
-    """Every stage of one day at scale n: rows, seconds, rows/s, peak RSS; with shards > 1 also the sharded path."""
+def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset(), emit: bool = False) -> list[dict]:
+    """Every stage of one day at scale n: rows, seconds, rows/s, peak RSS; with shards > 1 also the sharded path.
+    emit: print each record as one JSON line as soon as it is measured (a later failure keeps the earlier ones)."""
     cfg = load_config({"dataset": "bench", "daily_budget": round(DEMO_BUDGET_PER_CUSTOMER * n, 2)})
     emu = emulator.pid(emulator.for_config(cfg)) if cfg.is_local_bq else None
-    records = [seed_bench(cfg, n, dt.date.fromisoformat(ds), emu)]
+    records: list[dict] = []
+
+    def done(*measured: dict) -> None:
+        for r in measured:
+            r["scale"] = n
+            r["rows_per_s"] = round(r["rows"] / r["seconds"], 1) if r["seconds"] else None
+            r["seconds"] = round(r["seconds"], 3)
+            records.append(r)
+            if emit:
+                print(json.dumps(r), flush=True)
+
+    done(seed_bench(cfg, n, dt.date.fromisoformat(ds), emu))
     run_id = f"bench__{n}__{int(time.time())}"
     report_uri = ""
     for stage in STAGES:
@@ -107,20 +119,15 @@ def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset())
                 out = getattr(daily, stage)(cfg, ds, run_id)
         report_uri = out.get("report_uri", report_uri)
         record["rows"] = n
-        records.append(record)
-    total = {"stage": "end_to_end", "rows": n,
-             "seconds": sum(r["seconds"] for r in records if r["stage"] in STAGES),
-             "peak_rss_mb": max(r["peak_rss_mb"] for r in records if r["stage"] in STAGES)}
+        done(record)
+    staged = [r for r in records if r["stage"] in STAGES]
+    total = {"stage": "end_to_end", "rows": n, "seconds": sum(r["seconds"] for r in staged),
+             "peak_rss_mb": max(r["peak_rss_mb"] for r in staged)}
     if emu:
-        total["emulator_peak_rss_mb"] = max(r["emulator_peak_rss_mb"] for r in records if r["stage"] in STAGES)
-    records.append(total)
-    records.append(shield_schedule(cfg, ds, run_id))
+        total["emulator_peak_rss_mb"] = max(r["emulator_peak_rss_mb"] for r in staged)
+    done(total, shield_schedule(cfg, ds, run_id))
     if shards > 1:
-        records += sharded(cfg, ds, run_id, n, shards)
-    for r in records:
-        r["scale"] = n
-        r["rows_per_s"] = round(r["rows"] / r["seconds"], 1) if r["seconds"] else None
-        r["seconds"] = round(r["seconds"], 3)
+        done(*sharded(cfg, ds, run_id, n, shards))
     return records
 
 
@@ -187,8 +194,7 @@ def main(argv: list[str] | None = None) -> None:
                                                  "(times include the profiler's overhead)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    for record in run(args.n, args.ds, args.shards, frozenset(filter(None, args.profile.split(",")))):
-        print(json.dumps(record))
+    run(args.n, args.ds, args.shards, frozenset(filter(None, args.profile.split(","))), emit=True)
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: 
 def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, path: Path, buckets: int,
                       order_by: str | list[str], **params: Any) -> list[int]:
     """`read_query` for results too large to hold: into the Parquet file `path`, one row group per bucket of rows
-    (a stable hash of customer_id mod `buckets`), each sorted by `order_by`. Returns the rows of each bucket.
+    (the high half of a stable hash of customer_id mod `buckets`), each sorted by `order_by`. Returns the rows of each bucket.
 
     The Storage Read pages are split by bucket into spill files as they arrive; each bucket is then read back,
     sorted and written, so memory holds one bucket at a time. The pandas types are those `to_dataframe` gives.
@@ -230,7 +230,8 @@ def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, pat
         schema = None
         for batch in bq.list_rows(dest, retry=RETRY).to_arrow_iterable(bqstorage_client=storage_client(cfg)):
             schema = batch.schema
-            bucket = hashing.stable_hash(batch.column("customer_id").to_pandas()) % np.uint64(buckets)
+            # the high bits: score shards take the hash mod their count, so each chunk holds every shard's rows
+            bucket = (hashing.stable_hash(batch.column("customer_id").to_pandas()) >> np.uint64(32)) % np.uint64(buckets)
             for b in np.unique(bucket):
                 parts[b].write_arrow(pa.Table.from_batches([batch.filter(pa.array(bucket == b))]))
         for part in parts:

@@ -36,23 +36,39 @@ def read_columns(paths: Sequence[str | Path], columns: Sequence[str]) -> pd.Data
 
 
 class ChunkWriter:
-    """Appends DataFrames to a Parquet file, one row group each, with the first chunk's schema."""
+    """Appends DataFrames to a Parquet file, one row group each (an empty chunk too: files chunked alike keep their
+    row groups aligned), with the first non-empty chunk's schema."""
 
     def __init__(self, path: Path):
         self.path, self.writer, self.rows, self.closed = path, None, 0, False
+        self.pending: list[pa.Table] = []  # empty chunks before the first one that shows the column types
 
     def write(self, df: pd.DataFrame) -> None:
         self.write_arrow(pa.Table.from_pandas(df, preserve_index=False))
 
     def write_arrow(self, table: pa.Table) -> None:
+        if self.writer is None and table.num_rows == 0:
+            self.pending.append(table)  # an empty object column has no type yet
+            return
+        self._open(table.schema)
+        self._write(table)
+
+    def _open(self, schema: pa.Schema) -> None:
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, _text_for_null(table.schema))
+            self.writer = pq.ParquetWriter(self.path, _text_for_null(schema))
+            for empty in self.pending:
+                self._write(empty)
+            self.pending = []
+
+    def _write(self, table: pa.Table) -> None:
         if table.schema != self.writer.schema:
             table = _conform(table, self.writer.schema)
         self.writer.write_table(table, row_group_size=max(1, len(table)))
         self.rows += len(table)
 
     def close(self) -> None:
+        if self.pending and not self.closed:
+            self._open(self.pending[0].schema)
         if self.writer is not None and not self.closed:
             self.writer.close()
         self.closed = True
@@ -72,6 +88,8 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` in the writer's schema: the same columns, cast where a chunk's types differ (an all-null column)."""
     if table.schema.names != schema.names:
         raise ValueError(f"a chunk's columns {table.schema.names} differ from the file's {schema.names}")
+    if table.num_rows == 0:
+        return schema.empty_table()
     return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(table.columns, schema)], schema=schema)
 
 
