@@ -210,19 +210,10 @@ def score_files(cfg: Config, ds: str, run_id: str) -> list[Path]:
     return [_path(cfg, ds, run_id, shard_name("score", s, shards)) for s in range(shards)]
 
 
-def read_scored(cfg: Config, ds: str, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """Every shard's scores (only `columns` if given) as one frame in customer_id order, whatever the shards and
-    chunks: the order decide's pass starts from."""
-    files = score_files(cfg, ds, run_id)
-    scored = parquet.read_columns(files, columns) if columns is not None else pd.concat(
-        [pd.read_parquet(f) for f in files], ignore_index=True)
-    return scored.sort_values("customer_id", kind="stable", ignore_index=True)
-
-
 REASON_SAMPLE_KEY = "reason-sample|v1"
 """Hash key of the not-contacted rows that get reason codes too (16 bytes; independent of the holdout's hash)."""
 NOT_DECIDED_ON = frozenset(bq.columns("customers")) - {"customer_id", "customer_value", "channel"} | {
-    "risk_model", "accept_model", "uplift_model"}
+    "risk_model", "accept_model", "uplift_model", "reason_codes", "last_outcome", "total_contacts"}
 """Scored columns the decision never reads: decide holds the others for the whole day, and joins these back
 chunk by chunk."""
 
@@ -324,8 +315,14 @@ def validate_plan(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     return {"success": bool(summary["success"]), "report_uri": summary["report_uri"]}
 
 
-RECORD_SKIPS = ("message", "reason_codes", "shield_checks", "name")
-"""Plan columns the run record never reads (the wide text ones)."""
+VERSIONS = ("risk_model", "accept_model", "policy_model", "uplift_model", "message_model", "generator")
+"""Plan columns of a few distinct strings: the run record reads them dictionary-encoded."""
+RECORD_COLUMNS = ("customer_id", "channel", "churn_risk", "customer_value", "contact", "contacts_in_window",
+                  "days_since_contact", "suppressed", "holdout", "offer_level", "offer_pct", "offer_cost",
+                  "followup_days", "expected_value", *(f"accept_prob_{k}" for k in range(LEVELS)),
+                  *(f"uplift_{k}" for k in range(LEVELS)), *VERSIONS)
+"""Plan columns the run record reads (its counts, rules.violations and rules.campaign_figures): the day's plan is
+too wide to hold whole."""
 
 
 def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str, Any]:
@@ -337,7 +334,9 @@ def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str
         sweep_staging(client, cfg, ds)
         chunks = (c.assign(plan_date=_date(ds), run_id=run_id) for c in parquet.row_groups(path))
         bq.replace_partition(client, cfg, chunks, "contact_plan", "plan_date", _date(ds))
-    final = parquet.read_columns([path], [c for c in pq.read_schema(path).names if c not in RECORD_SKIPS])
+    present = set(pq.read_schema(path).names)
+    final = pq.read_table(path, columns=[c for c in RECORD_COLUMNS if c in present],
+                          read_dictionary=[c for c in VERSIONS if c in present]).to_pandas()
     row = run_record(cfg, ds, run_id, final, report_uri)
     bq.replace_partition(client, cfg, pd.DataFrame([row]), "plan_runs", "plan_date", _date(ds), {"run_id": run_id})
     return {k: row[k] for k in ("customers", "contacted", "spend", "violations")}
@@ -384,8 +383,8 @@ def run_record(cfg: Config, ds: str, run_id: str, final: pd.DataFrame, report_ur
     rejected = parquet.num_rows(_path(cfg, ds, run_id, "extract")) - len(final)
     contacted = final["contact"]
     versions = {c: str(final[c].iloc[0]) for c in ("risk_model", "accept_model", "policy_model") if c in final}
-    versions["message_model"] = sorted(final["message_model"].dropna().unique().tolist())
-    versions["generators"] = final["generator"].value_counts().to_dict()
+    versions["message_model"] = sorted(final["message_model"].dropna().astype(str).unique().tolist())
+    versions["generators"] = {str(k): int(n) for k, n in final["generator"].value_counts().items() if n}
     return {
         "plan_date": _date(ds), "run_id": run_id,
         "started_at": pd.Timestamp(started_at, unit="s", tz="UTC"),
