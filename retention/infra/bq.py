@@ -213,7 +213,8 @@ def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: 
 def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, path: Path, buckets: int,
                       order_by: str | list[str], **params: Any) -> list[int]:
     """`read_query` for results too large to hold: into the Parquet file `path`, one row group per bucket of rows
-    (the high half of a stable hash of customer_id mod `buckets`), each sorted by `order_by`. Returns the rows of each bucket.
+    (the high half of a stable hash of customer_id mod `buckets`), each sorted by `order_by`; returns each
+    bucket's row count.
 
     The Storage Read pages are split by bucket into spill files as they arrive; each bucket is then read back,
     sorted and written, so memory holds one bucket at a time. The pandas types are those `to_dataframe` gives.
@@ -222,24 +223,29 @@ def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, pat
     from retention.infra.parquet import ChunkWriter, chunk_writer
 
     dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
-    execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
     spill = path.parent / f".{path.stem}.buckets"
     spill.mkdir(parents=True, exist_ok=True)
     parts = [ChunkWriter(spill / f"{b:05d}.parquet") for b in range(buckets)]
     try:
-        schema = None
-        for batch in bq.list_rows(dest, retry=RETRY).to_arrow_iterable(bqstorage_client=storage_client(cfg)):
-            schema = batch.schema
-            # the high bits: score shards take the hash mod their count, so each chunk holds every shard's rows
-            bucket = (hashing.stable_hash(batch.column("customer_id").to_pandas()) >> np.uint64(32)) % np.uint64(buckets)
-            for b in np.unique(bucket):
-                parts[b].write_arrow(pa.Table.from_batches([batch.filter(pa.array(bucket == b))]))
+        execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
+        try:  # the staging table lives only while it is read: it is gone before the stage's file appears
+            schema = None
+            for batch in bq.list_rows(dest, retry=RETRY).to_arrow_iterable(bqstorage_client=storage_client(cfg)):
+                schema = batch.schema
+                # the high bits: score shards take the hash mod their count, so each chunk holds every shard's rows
+                bucket = (hashing.stable_hash(batch.column("customer_id").to_pandas()) >> np.uint64(32)) % np.uint64(buckets)
+                for b in np.unique(bucket):
+                    parts[b].write_arrow(pa.Table.from_batches([batch.filter(pa.array(bucket == b))]))
+            if schema is None:
+                schema = bq.list_rows(dest, max_results=0, retry=RETRY).to_arrow().schema
+        finally:
+            bq.delete_table(dest, not_found_ok=True, retry=RETRY)
         for part in parts:
             part.close()
         sizes = []
         with chunk_writer(path) as out:
-            for b, part in enumerate(parts):
-                table = pq.read_table(part.path) if part.writer is not None else _empty_result(bq, dest, schema)
+            for part in parts:
+                table = pq.read_table(part.path) if part.writer is not None else schema.empty_table()
                 rows = _to_dataframe(table).sort_values(order_by, kind="stable", ignore_index=True)
                 out.write(rows)
                 sizes.append(len(rows))
@@ -249,14 +255,6 @@ def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, pat
             part.close()
             part.path.unlink(missing_ok=True)
         spill.rmdir()
-        bq.delete_table(dest, not_found_ok=True, retry=RETRY)
-
-
-def _empty_result(bq: bigquery.Client, dest: str, schema: pa.Schema | None) -> pa.Table:
-    """A bucket no row fell into: the result's columns with no rows."""
-    if schema is None:
-        schema = bq.list_rows(dest, max_results=0, retry=RETRY).to_arrow().schema
-    return schema.empty_table()
 
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
