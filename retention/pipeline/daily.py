@@ -55,11 +55,6 @@ def _path(cfg: Config, ds: str, run_id: str, stage: str) -> Path:
     return cfg.run_dir(ds, run_id) / f"{stage}.parquet"
 
 
-def _read(cfg: Config, ds: str, run_id: str, stage: str) -> pd.DataFrame:
-    """A stage's whole file (small files and tests; the stages stream theirs)."""
-    return pd.read_parquet(_path(cfg, ds, run_id, stage))
-
-
 @contextmanager
 def _timed(cfg: Config, ds: str, run_id: str, stage: str) -> Iterator[None]:
     """Record the stage's start and wall time in its own file of the run folder (for plan_runs).
@@ -115,8 +110,9 @@ def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
         client = bq.client(cfg)
         snapshot = bq.query(client, cfg, f"SELECT COUNT(*) AS n FROM `{cfg.table('customers')}` "
                                          "WHERE snapshot_date = @ds", ds=_date(ds))["n"][0]
+        missing = f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first"
         if not snapshot:
-            raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
+            raise ValueError(missing)
         chunks = max(1, math.ceil(int(snapshot) / cfg.chunk_rows))
         # Storage Read streams come back in no set order: sorted by id in each chunk, as the query orders them
         related = {t: sum(bq.read_query_chunks(client, cfg, bq.sql_text(f"daily_{t}", cfg),
@@ -127,8 +123,8 @@ def extract(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
             client, cfg, bq.sql_text("daily_customers", cfg), f"extract_{ds.replace('-', '')}",
             _path(cfg, ds, run_id, "extract"), chunks, "customer_id", ds=_date(ds), window=cfg.fatigue_window_days,
             lookback=cfg.ledger_lookback_days))
-        if not customers:
-            raise ValueError(f"no customers in {cfg.table('customers')} for snapshot_date={ds}: seed or load the day first")
+        if not customers:  # the snapshot's rows, none of them through the day's query
+            raise ValueError(missing)
     return {"customers": customers, "chunks": chunks, **related}
 
 

@@ -290,8 +290,8 @@ def test_schema_problem_fails_before_anything_is_written(good, bq_client, cfg, n
     run_id = "bi-schema-" + name.replace(" ", "-")
     shutil.copytree(cfg.run_dir(DS, CLEAN), cfg.run_dir(DS, run_id), dirs_exist_ok=True)
     (cfg.run_dir(DS, run_id) / "validate_input.parquet").unlink()
-    frame = daily._read(cfg, DS, run_id, stage)
-    breaker(frame).to_parquet(cfg.run_dir(DS, run_id) / f"{stage}.parquet", index=False)
+    path = cfg.run_dir(DS, run_id) / f"{stage}.parquet"
+    breaker(pd.read_parquet(path)).to_parquet(path, index=False)
     before = days.plan(bq_client, cfg, DAY)
     with pytest.raises(quality.SchemaError) as err:
         daily.validate_input(cfg, DS, run_id)
