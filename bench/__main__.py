@@ -29,11 +29,11 @@ from retention.deciding.greedy import GreedyRule
 from retention.deciding.policy import Policy, agent_policy, load_network, load_policy
 from retention.deciding.network import Agent
 
-TARGETS = {1_000_000: {"shield_schedule": [("rows_per_s", 200_000)],
+TARGETS = {1_000_000: {"shield_schedule_bulk": [("rows_per_s", 200_000)],
                        "end_to_end": [("seconds", 600), ("peak_rss_mb", 4096)]},
-           10_000_000: {"shield_schedule": [("rows_per_s", 200_000)],
+           10_000_000: {"shield_schedule_bulk": [("rows_per_s", 200_000)],
                         "end_to_end": [("seconds", 1200), ("peak_rss_mb", 8192)]}}
-"""Targets by scale: shield + schedule >= 200k messages/s; 1M under 10 minutes and 4 GiB, 10M under 20 minutes
+"""Targets by scale: shield + schedule >= 200k messages/s (on the day's messages repeated to 100k in one call); 1M under 10 minutes and 4 GiB, 10M under 20 minutes
 and 8 GiB (the project's processes; the emulator stands in for BigQuery and is reported apart)."""
 SLOPE_FROM, MAX_SLOPE = 1_000_000, 1.05
 """Cost growth from 1M customers up: every stage's fitted log-log slope at most 1.05."""

@@ -24,7 +24,8 @@ from retention.config import Config
 from retention.deciding import rules
 from retention.deciding.greedy import GreedyRule
 from retention.deciding.network import Agent
-from retention.deciding.sampler import DELAYS, NOISE, Decisions, candidate_order, decide_day, observe
+from retention.deciding.sampler import (DELAYS, NOISE, OBS, SPAN_ROWS, Decisions, candidate_order, decide_day,
+                                       observe)
 from retention.hashing import decision_noise, stable_hash, unit_interval
 
 MODEL_FILE = "policy.pt"
@@ -121,11 +122,50 @@ class Rolled:
     """(queue, 4) rules.expected_values of the queue rows (one message)."""
     accept: np.ndarray
     """(queue, 4) their acceptance probabilities."""
+    message_cost: np.ndarray | None = None
+    """(day,) the cost of one message to each row of the day (`rules.message_costs`), when the roll kept it."""
 
     @property
     def reason(self) -> np.ndarray:
         """The first hard rule each row breaks, "" where none does."""
         return np.asarray(rules.REASONS)[self.code]
+
+
+@dataclass(frozen=True)
+class SpanNoise:
+    """The queue's `decision_noise`, made for the rows `decide_day` asks for (it reads u[span] a span at a time): the
+    same uniforms, without a whole day's (n, NOISE) array (480 MB at 10M, written at memory speed)."""
+    hashes: np.ndarray
+    ds: dt.date
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return decision_noise(self.hashes[rows], self.ds, NOISE)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def _queue_inputs(day: pd.DataFrame, cfg: Config, queue: np.ndarray, risk: np.ndarray, value: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(obs, ev, accept, costs) of the queue rows in queue order, and the day's message costs, SPAN_ROWS rows at a time: the day's columns are
+    gathered and combined span by span into the four arrays, so the steps between run on cache-sized temporaries
+    (at 10M rows each whole-day temporary costs a fresh mapping and a pass at memory speed). Row by row, so the
+    same bits as whole-day steps."""
+    n = len(queue)
+    columns = [day[f"accept_prob_{k}"].to_numpy(dtype=np.float64) for k in range(rules.LEVELS)]
+    days, contacts = day["days_since_contact"].to_numpy(), day["contacts_in_window"].to_numpy()
+    message_cost = rules.message_costs(day, cfg)
+    lift = rules.uplift_lift(day) if cfg.use_uplift else None
+    obs = np.empty((n, len(OBS)), dtype=np.float32)
+    ev, accept, costs = (np.empty((n, rules.LEVELS)) for _ in range(3))
+    for s in range(0, n, SPAN_ROWS):
+        q, at = queue[s:s + SPAN_ROWS], slice(s, s + SPAN_ROWS)
+        a = accept[at] = np.stack([c[q] for c in columns], axis=1)
+        obs[at] = observe(risk[at], a, days[q], contacts[q], cfg)
+        cost = message_cost[q]
+        e = ev[at] = rules.offer_values(a, value[at], risk[at], cost, cfg, None if lift is None else lift[q])
+        costs[at] = rules.worth_making(rules.committed_costs(value[at], cost, cfg), e)
+    return obs, ev, accept, costs, message_cost
 
 
 def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = False,
@@ -139,21 +179,14 @@ def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = Fal
     holdout = unit_interval(hashes) < cfg.holdout_share  # hashing.holdout_mask without hashing twice
     code = rules.reason_codes(day, cfg, holdout)
     queue = np.flatnonzero((code != rules.REASON["suppressed"]) & (code != rules.REASON["holdout"]))
-    risk = day["churn_risk"].to_numpy(dtype=np.float64)[queue]
-    value = day["customer_value"].to_numpy(dtype=np.float64)[queue]
-    order = candidate_order(risk, value)
-    queue, risk, value = queue[order], risk[order], value[order]
-    accept = rules.accept_probs(day, queue)
-    obs = observe(risk, accept, day["days_since_contact"].to_numpy()[queue],
-                  day["contacts_in_window"].to_numpy()[queue], cfg)
-    message_cost = rules.message_costs(day, cfg, queue)
-    ev = rules.offer_values(accept, value, risk, message_cost, cfg,
-                            rules.uplift_lift(day)[queue] if cfg.use_uplift else None)
-    costs = rules.worth_making(rules.committed_costs(value, message_cost, cfg), ev)
+    risk, value = day["churn_risk"].to_numpy(dtype=np.float64), day["customer_value"].to_numpy(dtype=np.float64)
+    queue = queue[candidate_order(risk[queue], value[queue])]
+    risk, value = risk[queue], value[queue]
+    obs, ev, accept, costs, message_cost = _queue_inputs(day, cfg, queue, risk, value)
     decisions = decide_day(obs, costs, code[queue] == 0, cfg.daily_budget,
-                           decision_noise(hashes[queue], _as_date(ds), NOISE), policy.logits, policy.block, propose,
-                           budget_left)
-    return Rolled(queue, decisions, holdout, code, ev, accept)
+                           SpanNoise(hashes[queue], _as_date(ds)), policy.logits, policy.block, propose, budget_left,
+                           copy_obs=False)
+    return Rolled(queue, decisions, holdout, code, ev, accept, message_cost)
 
 
 def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds, budget_left: float | None = None) -> pd.DataFrame:
@@ -181,4 +214,5 @@ def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> 
                                             rules.followup_days(d.delay[took], cfg))
     reason = r.code.copy()
     reason[q] = code
-    return rules.plan_frame(day, cfg, contact, level, delay, propensity, r.holdout, reason, policy.version, expected)
+    return rules.plan_frame(day, cfg, contact, level, delay, propensity, r.holdout, reason, policy.version, expected,
+                            r.message_cost)

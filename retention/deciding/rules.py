@@ -76,6 +76,15 @@ def reason_column(codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
     return pd.array(pc.take(_REASON_STRINGS, pa.array(codes)), dtype="str")
 
 
+def text_column(text: str, n: int) -> pd.api.extensions.ExtensionArray:
+    """`text` n times ("str" dtype), its Arrow buffers written at once: pandas makes a scalar assigned to 10M rows one
+    object at a time (a second)."""
+    raw = np.frombuffer(text.encode(), dtype=np.uint8)
+    offsets = np.arange(n + 1, dtype=np.int64) * len(raw)
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.tile(raw, n)))
+    return pd.array(arr, dtype="str")
+
+
 def eligibility(day: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """(eligible, reason): reason is suppressed | holdout | cooldown | fatigue, or "" for eligible rows."""
     reason = np.asarray(REASONS)[reason_codes(day, cfg, holdout_mask(day["customer_id"], cfg.holdout_share))]
@@ -273,26 +282,30 @@ def violations(plan: pd.DataFrame, cfg: Config) -> dict[str, int]:
 
 
 def plan_frame(day, cfg: Config, contact, level, delay, propensity, holdout, reason, model: str,
-               expected: np.ndarray | None = None) -> pd.DataFrame:
+               expected: np.ndarray | None = None, message_cost: np.ndarray | None = None) -> pd.DataFrame:
     """`day` plus the ten decision columns of the contact plan; every decider writes its plan through this.
 
-    delay: the follow-up choice 0..DELAYS-1 (see `followup_days`); reason: indices into REASONS; expected: each row's expected value at `level` (read where contacted only;
-    `expected_values` by default).
+    delay: the follow-up choice 0..DELAYS-1 (see `followup_days`); reason: indices into REASONS; expected: each
+    row's expected value at `level` (read where contacted only; `expected_values` by default); message_cost: `message_costs(day, cfg)` when the caller has it.
     """
     pct, days = np.asarray(cfg.offer_pcts)[level], followup_days(delay, cfg)
     if expected is None:
         rows = np.arange(len(day))
         expected = action_values(expected_values(day, cfg)[rows, level], accept_probs(day)[rows, level], days)
+    def ours(values: np.ndarray) -> pd.Series:  # made here: the frame may hold it without a copy
+        return pd.Series(values, index=day.index, copy=False)
+
     return day.assign(
         contact=contact,
         offer_level=pd.arrays.IntegerArray(np.asarray(level, dtype=np.int64), ~contact),
-        offer_pct=np.where(contact, pct, np.nan),
-        offer_cost=np.where(contact, offer_cost(day["customer_value"].to_numpy(dtype=np.float64), pct,
-                                                message_costs(day, cfg) * (1 + (days > 0))), 0.0),
+        offer_pct=ours(np.where(contact, pct, np.nan)),
+        offer_cost=ours(np.where(contact, offer_cost(day["customer_value"].to_numpy(dtype=np.float64), pct,
+                                                     (message_costs(day, cfg) if message_cost is None else message_cost)
+                                                     * (1 + (days > 0))), 0.0)),
         followup_days=pd.arrays.IntegerArray(days, ~contact),
-        expected_value=np.where(contact, expected, 0.0),
+        expected_value=ours(np.where(contact, expected, 0.0)),
         propensity=np.asarray(propensity, dtype=np.float64),
         holdout=holdout,
         decision_reason=reason_column(reason),
-        policy_model=model,
+        policy_model=text_column(model, len(day)),
     )

@@ -25,6 +25,8 @@ BUDGET = OBS.index("budget_remaining")
 DAYS_SCALE = 30
 NOISE = 1 + rules.LEVELS + 1
 """Uniforms per decision: one for the contact, one per offer level, one for the delay."""
+SPAN_ROWS = 32_768
+"""Candidates whose noise, logits and post-draw steps `decide_day` holds at a time (a few MB: in the CPU's cache)."""
 
 # the hard rules as action masks, and the sampler the rollout and training share
 
@@ -133,36 +135,49 @@ def action_log_prob(lc, lo, offer_ok, can, contact, level, delay_logp) -> np.nda
 
 
 def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget: float, u: np.ndarray,
-               logits_fn: Callable, block: int, propose: bool = False, left: float | None = None) -> Decisions:
+               logits_fn: Callable, block: int, propose: bool = False, left: float | None = None,
+               copy_obs: bool = True) -> Decisions:
     """Decide a day's candidates in order, `block` rows per forward pass, the budget state refreshed per block.
 
     obs (n, 9) in processing order (budget column filled here); costs (n, 4) committed cost per level;
-    eligible (n,) False where the contact rules forbid a contact; u (n, NOISE) uniforms in (0, 1);
+    eligible (n,) False where the contact rules forbid a contact; u (n, NOISE) uniforms in (0, 1), or anything
+    sliced by rows to them (`policy.SpanNoise`);
     logits_fn(obs) -> (contact (b, 2), offer (b, 4), delay (b, 8)) logits; propose: also keep the unmasked draws;
-    left: the budget left when the first row's turn comes (the whole budget by default).
-    Only the forward pass and the budget-sequential draw run per block; the rest runs once over the day.
+    left: the budget left when the first row's turn comes (the whole budget by default); copy_obs=False: fill the
+    budget column of the caller's `obs` in place (it made obs for this call alone).
+    Only the forward pass and the budget-sequential draw run per block; the rest runs once per span of blocks
+    (`_span`), whose arrays stay in the CPU's cache: at 10M candidates, whole-day passes over the logits ran at
+    memory speed and cost more than the draw itself. Every step is row by row, so the span changes no bit.
     """
     n, left = len(obs), float(budget if left is None else left)
     start = left
-    obs, cheapest = obs.copy(), _cheapest(costs, eligible)
-    log_u, log_1mu, gumbel = np.log(u[:, 0]), np.log1p(-u[:, 0]), np.log(-np.log(u[:, 1:1 + rules.LEVELS]))
-    # delay logits by column (Fortran order): its softmax reduces along the short axis, fast only this way round
-    lc, lo, ld = np.empty((n, 2)), np.empty((n, rules.LEVELS)), np.empty((n, DELAYS), order="F")
-    wants = np.empty(n, dtype=bool)
+    obs, cheapest = obs.copy() if copy_obs else obs, _cheapest(costs, eligible)
     contact, level, before = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), np.zeros(n)
-    for s in range(0, n, block):
-        b = slice(s, s + block)
-        obs[b, BUDGET] = left / budget if budget > 0 else 0.0
-        lc[b], lo[b], ld[b] = logits_fn(obs[b])
-        wants[b] = _contact_draws(lc[b], log_u[b], log_1mu[b])
-        block_left = _fund(wants[b], lo[b] - gumbel[b], _open_costs(costs[b], eligible[b]), cheapest[b], left,
-                           contact[b], level[b], before[b])
-        left -= left - block_left  # the block's spend, subtracted as such: the same float steps as ever
-    delay, delay_logp = _draw_delay(ld, u[:, 1 + rules.LEVELS])
+    delay, logp, can = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
+    proposal = np.zeros((n, 3), dtype=np.int64) if propose else None
+    span = block * max(1, SPAN_ROWS // block)  # whole blocks: the budget state refreshes where it always did
+    for s0 in range(0, n, span):
+        sp = slice(s0, min(s0 + span, n))
+        m, us = sp.stop - s0, u[sp]
+        log_u, log_1mu, gumbel = np.log(us[:, 0]), np.log1p(-us[:, 0]), np.log(-np.log(us[:, 1:1 + rules.LEVELS]))
+        # delay logits by column (Fortran order): its softmax reduces along the short axis, fast only this way round
+        lc, lo, ld = np.empty((m, 2)), np.empty((m, rules.LEVELS)), np.empty((m, DELAYS), order="F")
+        wants = np.empty(m, dtype=bool)
+        c, lvl, bef, op, ok = contact[sp], level[sp], before[sp], obs[sp], eligible[sp]  # views: filled in place
+        for s in range(0, m, block):
+            b = slice(s, s + block)
+            op[b, BUDGET] = left / budget if budget > 0 else 0.0
+            lc[b], lo[b], ld[b] = logits_fn(op[b])
+            wants[b] = _contact_draws(lc[b], log_u[b], log_1mu[b])
+            block_left = _fund(wants[b], lo[b] - gumbel[b], _open_costs(costs[sp][b], ok[b]), cheapest[sp][b], left,
+                               c[b], lvl[b], bef[b])
+            left -= left - block_left  # the block's spend, subtracted as such: the same float steps as ever
+        delay[sp], delay_logp = _draw_delay(ld, us[:, 1 + rules.LEVELS])
+        can[sp] = cheapest[sp] <= bef  # = (eligible & affordable).any(axis=1)
+        logp[sp] = action_log_prob(lc, lo, ok[c, None] & (costs[sp][c] <= bef[c, None]), can[sp], c, lvl, delay_logp)
+        if propose:
+            proposal[sp] = np.stack([wants, (lo - gumbel).argmax(axis=1), delay[sp]], axis=1)
     affordable = costs <= before[:, None]
-    can = cheapest <= before  # = (eligible & affordable).any(axis=1)
-    logp = action_log_prob(lc, lo, eligible[contact, None] & affordable[contact], can, contact, level, delay_logp)
-    proposal = np.stack([wants, (lo - gumbel).argmax(axis=1), delay], axis=1).astype(np.int64) if propose else None
     return Decisions(contact, np.where(contact, level, 0), delay, logp, np.stack([np.ones(n, dtype=bool), can], axis=1),
                      affordable, proposal, obs, float(start - left), before)
 

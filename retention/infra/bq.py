@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
@@ -325,8 +326,9 @@ def load(bq: bigquery.Client, df: pd.DataFrame, table: str, table_id: str, trunc
 
 
 def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame | Iterable[pd.DataFrame], table: str,
-                      key: str, value: Any, extra_key: dict[str, Any] | None = None) -> None:
-    """Atomically make the rows of `table` where `key = value` exactly `df` (a frame, or frames in chunks).
+                      key: str, value: Any, extra_key: dict[str, Any] | None = None) -> dict[str, float]:
+    """Atomically make the rows of `table` where `key = value` exactly `df` (a frame, or frames in chunks); returns
+    the rows and the seconds spent staging them and swapping them in (also logged).
 
     Load to a staging table unique to this call (chunk after chunk, one load job each: memory holds one chunk),
     then one transaction: delete the slice, insert every staged row, commit. Readers see the old slice or the new
@@ -337,9 +339,16 @@ def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame | Itera
     staging_id = cfg.table(staging_name, staging=True)
     bq.create_table(table_spec(cfg, table, staging=True, name=staging_name), retry=RETRY)
     try:
+        start, rows = time.perf_counter(), 0
         for i, chunk in enumerate([df] if isinstance(df, pd.DataFrame) else df):
             load(bq, chunk, table, staging_id, truncate=i == 0)
+            rows += len(chunk)
+        loaded = time.perf_counter()
         execute(bq, _swap_sql(cfg, table, staging_id, {key: value, **(extra_key or {})}))
+        done = {"rows": rows, "staged_s": round(loaded - start, 2), "swapped_s": round(time.perf_counter() - loaded, 2)}
+        log.info("%s %s=%s: %d rows staged in %.1f s, swapped in in %.1f s", table, key, value, rows,
+                 done["staged_s"], done["swapped_s"])
+        return done
     finally:
         bq.delete_table(staging_id, not_found_ok=True, retry=RETRY)
 

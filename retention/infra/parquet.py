@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -43,8 +43,12 @@ class ChunkWriter:
         self.path, self.writer, self.rows, self.closed = path, None, 0, False
         self.pending: list[pa.Table] = []  # empty chunks before the first one that shows the column types
 
-    def write(self, df: pd.DataFrame) -> None:
-        self.write_arrow(pa.Table.from_pandas(df, preserve_index=False))
+    def write(self, df: pd.DataFrame, arrow: Mapping[str, pa.Array] | None = None) -> None:
+        """One chunk: the frame's columns, then `arrow`'s (columns built as Arrow arrays, written as they are)."""
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        for name, values in (arrow or {}).items():
+            table = table.append_column(name, values)
+        self.write_arrow(table)
 
     def write_arrow(self, table: pa.Table) -> None:
         if self.writer is None and table.num_rows == 0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -134,26 +134,42 @@ def has_name(text, names) -> np.ndarray:
 
 def has_other_name(text, names, batch_names: Iterable[str], brand: str = Config.brand_name) -> np.ndarray:
     """True where the text, its own name taken out, holds another batch customer's name as whole words."""
-    return _name_checks(_arrow(text), _arrow(names), batch_names, brand)[1]
+    return _name_checks(_arrow(text), _arrow(names), other_names(batch_names, brand))[1]
 
 
-def _other_names(masked: pa.Array, batch_names: Iterable[str], brand: str) -> np.ndarray:
-    """True where the masked text holds one of the batch names as whole words (case-sensitive).
+@dataclass(frozen=True)
+class OtherNames:
+    """The batch names a message must not hold, ready to look for: built once per day, not once per chunk.
 
     Names made only of template or brand words ("Dear", "Welcome", "Mobile") and one-letter names are left out:
-    the template itself could not be sent otherwise. RE2 finds the rows holding any name as a plain substring,
-    NAME_CHUNK names a pass (an alternation with word edges around it blows up RE2's automaton, one without stays
-    linear); the few rows it finds are then read word by word.
+    the template itself could not be sent otherwise. `passes` are RE2 alternations of NAME_CHUNK names each,
+    which find the texts holding a name as a plain substring (an alternation with word edges around it blows up
+    RE2's automaton, one without stays linear); `words` are the names as words, which the few texts found are
+    then read against.
     """
+
+    passes: tuple[str, ...]
+    words: frozenset[str]
+
+
+def other_names(batch_names: Iterable[str], brand: str) -> OtherNames:
     ours = TEMPLATE_WORDS | set(brand.split())
-    others = {n for n in batch_names if len(n) > 1 and n != FALLBACK_NAME and not set(n.split()) <= ours}
-    names = sorted(others)
+    others = sorted({n for n in batch_names if len(n) > 1 and n != FALLBACK_NAME and not set(n.split()) <= ours})
+    passes = tuple("|".join(re.escape(n) for n in others[start:start + NAME_CHUNK])
+                   for start in range(0, len(others), NAME_CHUNK))
+    return OtherNames(passes, frozenset(" ".join(_WORDS.findall(n)) for n in others))  # "J.R. Ewing": "J.R Ewing"
+
+
+NO_OTHERS = OtherNames((), frozenset())
+
+
+def _other_names(masked: pa.Array, others: OtherNames) -> np.ndarray:
+    """True where the masked text holds one of the other names as whole words (case-sensitive)."""
     maybe = np.zeros(len(masked), dtype=bool)
-    for start in range(0, len(names), NAME_CHUNK):
-        maybe |= _matches(masked, "|".join(re.escape(n) for n in names[start:start + NAME_CHUNK]))
+    for pattern in others.passes:
+        maybe |= _matches(masked, pattern)
     hit = np.zeros(len(masked), dtype=bool)
-    as_words = {" ".join(_WORDS.findall(n)) for n in others}  # "J.R. Ewing" is read as the words "J.R Ewing"
-    hit[maybe] = [_names_in(t, as_words) for t in masked.filter(maybe).to_pylist()]
+    hit[maybe] = [_names_in(t, others.words) for t in masked.filter(maybe).to_pylist()]
     return hit
 
 
@@ -161,7 +177,7 @@ _WORDS = re.compile(r"[^\W_]+(?:['\u2019.\-][^\W_]+)*")  # a word, with the name
 _PIECES = re.compile(r"['\u2019.\-]")
 
 
-def _names_in(text: str, names: set[str]) -> bool:
+def _names_in(text: str, names: frozenset[str]) -> bool:
     """True when the text holds a name as whole words: a run of 1-4 words ("Mary Ann"), or a piece of a word
     that name punctuation joins ("Bob" in "Bob's", "Mary" in "Mary-Jane")."""
     words = _WORDS.findall(text)
@@ -183,6 +199,13 @@ class Batch:
     """Every id holds three digits in a row: only texts that do can hold one."""
     id_chars: str
     """The characters ids hold besides letters, digits and "_" (e.g. "-")."""
+    _others: dict[str, OtherNames] = field(default_factory=dict, compare=False, repr=False)
+
+    def others(self, brand: str) -> OtherNames:
+        """The names no message may hold, built on first use for the brand and kept for the next chunk."""
+        if brand not in self._others:
+            self._others[brand] = other_names(self.names, brand)
+        return self._others[brand]
 
 
 def batch_index(batch: pd.DataFrame | Batch) -> Batch:
@@ -234,11 +257,11 @@ def trim(text: pd.Series) -> pd.Series:
 
 def _arrow(s) -> pa.Array:
     """Strings as one Arrow array (large_string: pyarrow's RE2 kernels run on it without copies)."""
+    if not isinstance(s, (pa.Array, pa.ChunkedArray)):
+        s = pa.array(pd.Series(s, dtype="str"), type=pa.large_string())  # chunked when the Series' Arrow data is
     if isinstance(s, pa.ChunkedArray):
         s = s.combine_chunks()
-    if isinstance(s, pa.Array):
-        return s.cast(pa.large_string())
-    return pa.array(pd.Series(s, dtype="str"), type=pa.large_string())
+    return s.cast(pa.large_string())
 
 
 def _matches(s, pattern: str) -> np.ndarray:
@@ -246,17 +269,17 @@ def _matches(s, pattern: str) -> np.ndarray:
     return pc.match_substring_regex(_arrow(s), pattern).fill_null(False).to_numpy(zero_copy_only=False).copy()
 
 
-def _name_checks(text: pa.Array, names: pa.Array, batch_names: Iterable[str] = (), brand: str = Config.brand_name
+def _name_checks(text: pa.Array, names: pa.Array, others: OtherNames = NO_OTHERS
                  ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, list[str]]]:
     """(own, other, (codes, distinct)): each row's name found as a whole word in its text, another batch name
     found there, and the text with its own name as MARK, dictionary-encoded (a few hundred distinct texts for
-    the template's million: what the grounding check reads).
+    the template's million: what the grounding check and the other-names check read).
 
     No string kernel takes a different needle per row, so the rows are sorted by name and each name's slice gets
     one literal replace of the name by MARK (first names repeat: a few hundred calls for a million rows); rows
     with rarer names get a plain loop. A literal replace also marks a name inside a longer word ("Al" in
     "Also"); the few rows where that happened are redone word by word. Other names are looked for in the
-    marked text, so the row's own name never counts as another's.
+    distinct marked texts, so the row's own name never counts as another's.
     """
     codes, distinct = pd.factorize(pd.Series(names, dtype="str"))
     order = np.argsort(codes, kind="stable")
@@ -271,13 +294,12 @@ def _name_checks(text: pa.Array, names: pa.Array, batch_names: Iterable[str] = (
     redo = np.flatnonzero(rare | _matches(marked, rf"{MARK}[\pL\pN_]|[\pL\pN_]{MARK}"))
     blanked = [_blank_name(t, n) for t, n in zip(text.take(redo).to_pylist(), names.take(redo).to_pylist())]
     marked = _put(marked, [(redo, pa.array(blanked, type=pa.large_string()))])
-    own, other = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
+    own = np.empty(len(order), dtype=bool)
     own[order] = _matches(marked, rf"(?:^|[^\pL\pN_{MARK}]){MARK}(?:[^\pL\pN_{MARK}]|$)")
-    other[order] = _other_names(marked, batch_names, brand)
     encoded = pc.dictionary_encode(marked)
     codes = np.empty(len(order), dtype=np.int64)
     codes[order] = encoded.indices.to_numpy(zero_copy_only=False)
-    return own, other, (codes, encoded.dictionary.to_pylist())
+    return own, _other_names(encoded.dictionary, others)[codes], (codes, encoded.dictionary.to_pylist())
 
 
 def _put(arr: pa.Array, pieces: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
@@ -323,7 +345,7 @@ def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame | Batch, brand: str =
     expected = pct_texts(pct)
     length = pc.utf8_length(text).to_numpy()
     batch = batch_index(batch)
-    own, other, marked = _name_checks(text, names, batch.names, brand)
+    own, other, marked = _name_checks(text, names, batch.others(brand))
     ok = {check: np.ones(len(rows), dtype=bool) for check in CHECKS}
     # the content rules, on the few rows one of them might reject
     sus = np.flatnonzero(_matches(text, _SUSPECT_RE))
@@ -344,7 +366,7 @@ def evaluate(rows: pd.DataFrame, text, batch: pd.DataFrame | Batch, brand: str =
     rest = np.logical_and.reduce([v for k, v in ok.items() if k != "length"])
     long = np.flatnonzero(rest & (length > MAX_CHARS))
     cut = _arrow(trim(pd.Series(text.take(long), dtype="str")))
-    own_cut, _, marked_cut = _name_checks(cut, names.take(long), (), brand)
+    own_cut, _, marked_cut = _name_checks(cut, names.take(long))
     grounded = ~np.logical_or.reduce(list(_grounding(marked_cut, brand, [f[long] for f in facts], language).values()))
     fits = ((pc.utf8_length(cut).to_numpy() >= MIN_CHARS) & own_cut & offer_ok(cut, expected[long])
             & grounded)  # the cut is at most MAX_CHARS long; a cut "12 months" may leave a bare "12"
@@ -389,7 +411,8 @@ def shield(plan: pd.DataFrame, cfg: Config, ds: str, batch: pd.DataFrame | Batch
     rows = plan.loc[contact]
     codes, text = evaluate(rows, rows["message"], plan if batch is None else batch, cfg.brand_name, cfg.language)
     replace = codes["action"] == TEMPLATE
-    text = _put(text, [(np.flatnonzero(replace), _arrow(template_messages(rows.loc[replace], ds, cfg.brand_name)))])
+    if replace.any():
+        text = _put(text, [(np.flatnonzero(replace), _arrow(template_messages(rows.loc[replace], ds, cfg.brand_name)))])
     generator = plan["generator"].mask(_spread_bool(replace, contact), "template_fallback")
     return plan.assign(message=_spread(text, contact, plan.index), generator=generator,
                        shield_checks=_spread(_checks_json(codes), contact, plan.index))

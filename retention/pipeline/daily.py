@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from retention.infra import bq, parquet
@@ -180,7 +182,8 @@ def score(cfg: Config, ds: str, run_id: str, shard: int = 0) -> dict[str, Any]:
                 if shards > 1:
                     day = day[shard_rows(day["customer_id"], shard, shards)].reset_index(drop=True)
                 scored = with_uplift(cfg, score_customers(day, risk, accept, _date(ds), reasons=False))
-                scored["risk_model"], scored["accept_model"] = risk.version_, accept.version_
+                scored["risk_model"] = rules.text_column(risk.version_, len(scored))
+                scored["accept_model"] = rules.text_column(accept.version_, len(scored))
                 out.write(scored)
                 rows, risk_sum = rows + len(scored), risk_sum + float(scored["churn_risk"].sum())
     return {"shard": shard, "scored": rows, "mean_risk": round(risk_sum / rows, 4) if rows else float("nan")}
@@ -226,26 +229,28 @@ def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
         files = score_files(cfg, ds, run_id)
         narrow = [c for c in pq.read_schema(files[0]).names if c not in NOT_DECIDED_ON]
         scored = parquet.read_columns(files, narrow)
-        scored["_at"] = np.arange(len(scored))  # the row's place in the score files' order
-        scored = scored.sort_values("customer_id", kind="stable", ignore_index=True)
+        order = pc.sort_indices(pa.array(scored["customer_id"])).to_numpy()  # a stable sort
+        scored = scored.take(order).reset_index(drop=True)
         policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
         decided = decide_plan(scored, cfg, policy, ds)
         del scored
-        added = [c for c in decided.columns if c not in narrow and c != "_at"]
-        decisions = decided.sort_values("_at", ignore_index=True)[["customer_id", *added]]
-        del decided
+        added = [c for c in decided.columns if c not in narrow]
+        decided = decided[["customer_id", *added]]
+        at = np.empty(len(order), dtype=np.int64)
+        at[order] = np.arange(len(order))  # a score-file row's place in the decided (id) order
+        del order
         risk = RiskModel.load(cfg.model_dir("risk"))
         start, contacted, spend, policy_name = 0, 0, 0.0, ""
         with parquet.chunk_writer(_path(cfg, ds, run_id, "decide")) as out:
-            for chunk in (c for f in files for c in parquet.row_groups(f)):
-                part = decisions.iloc[start:start + len(chunk)].reset_index(drop=True)
+            columns = [c for c in pq.read_schema(files[0]).names if c != "reason_codes"]  # explain writes them
+            for chunk in (c for f in files for c in parquet.row_groups(f, columns)):
+                part = decided.take(at[start:start + len(chunk)]).reset_index(drop=True)
                 if not part["customer_id"].equals(chunk["customer_id"]):
                     raise RuntimeError("decide: the decisions lost their place among the scored chunks")
                 chunk = pd.concat([chunk, part[added]], axis=1)
                 explained = chunk["contact"].to_numpy(dtype=bool) | (hashing.unit_interval(
                     hashing.keyed_hash(chunk["customer_id"], REASON_SAMPLE_KEY)) < cfg.reason_sample_share)
-                chunk["reason_codes"] = explain(chunk, risk, explained)
-                out.write(chunk)
+                out.write(chunk, {"reason_codes": explain(chunk, risk, explained)})
                 start += len(chunk)
                 contacted += int(chunk["contact"].sum())
                 spend += float(chunk["offer_cost"].sum())
@@ -323,19 +328,21 @@ too wide to hold whole."""
 
 def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str, Any]:
     """Replace the ds partition of contact_plan in one transaction (the chunks loaded one after another into one
-    staging table first), then record the run in plan_runs."""
+    staging table first), then record the run in plan_runs. Returns the run's counts and the seconds the plan took
+    to stage and to swap in."""
     with _timed(cfg, ds, run_id, "publish"):
         path = _path(cfg, ds, run_id, "shield")
         client = bq.client(cfg)
         sweep_staging(client, cfg, ds)
         chunks = (c.assign(plan_date=_date(ds), run_id=run_id) for c in parquet.row_groups(path))
-        bq.replace_partition(client, cfg, chunks, "contact_plan", "plan_date", _date(ds))
+        loaded = bq.replace_partition(client, cfg, chunks, "contact_plan", "plan_date", _date(ds))
     present = set(pq.read_schema(path).names)
     final = pq.read_table(path, columns=[c for c in RECORD_COLUMNS if c in present],
                           read_dictionary=[c for c in VERSIONS if c in present]).to_pandas()
     row = run_record(cfg, ds, run_id, final, report_uri)
     bq.replace_partition(client, cfg, pd.DataFrame([row]), "plan_runs", "plan_date", _date(ds), {"run_id": run_id})
-    return {k: row[k] for k in ("customers", "contacted", "spend", "violations")}
+    return {**{k: row[k] for k in ("customers", "contacted", "spend", "violations")},
+            "plan_staged_s": loaded["staged_s"], "plan_swapped_s": loaded["swapped_s"]}
 
 
 def impact(cfg: Config, ds: str) -> dict[str, Any]:

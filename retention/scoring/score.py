@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from retention.scoring.accept import AcceptModel
 from retention.scoring.features import risk_features
@@ -19,8 +20,8 @@ def score(day: pd.DataFrame, risk: RiskModel, accept: AcceptModel, ds, chunk: in
 
     `day` holds the customers columns plus the extract's history columns (contacts_in_window,
     days_since_contact, total_contacts, last_outcome); `ds` is the planned send date. Every row is scored on
-    its own, so scoring in chunks gives the same numbers as one batch. reasons=False leaves reason_codes empty
-    for `explain` to fill where they are used.
+    its own, so scoring in chunks gives the same numbers as one batch. reasons=False leaves reason_codes out:
+    `explain` gives them where they are used.
     """
     if len(day) <= chunk:
         return _score(day, risk, accept, ds, reasons)
@@ -34,17 +35,20 @@ def _score(day: pd.DataFrame, risk: RiskModel, accept: AcceptModel, ds, reasons:
     accept_probs = accept.predict_levels(day, ds)  # one predict per level, all rows at once
     for col in accept_probs.columns:
         out[col] = accept_probs[col]
-    codes = risk.reason_codes(X) if reasons else [[] for _ in range(len(day))]
-    out["reason_codes"] = pd.Series(codes, index=day.index, dtype=object)
+    if reasons:
+        out["reason_codes"] = pd.Series(risk.reason_codes(X), index=day.index, dtype=object)
     return out
 
 
-def explain(frame: pd.DataFrame, risk: RiskModel, rows: np.ndarray, chunk: int = CHUNK) -> pd.Series:
-    """reason_codes of `frame` (customers columns present) with exact TreeSHAP codes for the `rows` mask and empty
-    lists elsewhere: the plan pays for contributions only where a message or an analyst reads them."""
-    codes = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
+def explain(frame: pd.DataFrame, risk: RiskModel, rows: np.ndarray, chunk: int = CHUNK) -> pa.ListArray:
+    """reason_codes of `frame` (customers columns present), one list of str per row: exact TreeSHAP codes for the
+    `rows` mask, empty lists elsewhere. The plan pays for contributions only where a message or an analyst reads
+    them, and the empty lists of the rest cost one offsets array (a Python list each would cost a million
+    objects and the garbage collector's passes over them)."""
     picked = np.flatnonzero(rows)
-    for s in range(0, len(picked), chunk):
-        part = frame.iloc[picked[s:s + chunk]]
-        codes.iloc[picked[s:s + chunk]] = pd.Series(risk.reason_codes(risk_features(part)), dtype=object).to_numpy()
-    return codes
+    codes = [c for s in range(0, len(picked), chunk)
+             for c in risk.reason_codes(risk_features(frame.iloc[picked[s:s + chunk]]))]
+    sizes = np.zeros(len(frame), dtype=np.int32)
+    sizes[picked] = [len(c) for c in codes]
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int32)])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array([r for c in codes for r in c], type=pa.string()))

@@ -5,7 +5,7 @@ import pytest
 
 from retention.config import CHANNELS, Config
 from retention.deciding.rules import (REASONS, accept_probs, budget_pass, eligibility, expected_values, message_costs,
-                                      offer_costs, reason_codes, reason_column, violations)
+                                      offer_costs, reason_codes, reason_column, violations, text_column)
 from tests.reference import budget_pass_reference as _budget_pass_reference
 from retention.deciding.decide import decide_plan as decide
 from retention.deciding.greedy import decide_greedy
@@ -257,3 +257,10 @@ def test_with_use_uplift_the_decision_values_offers_by_the_learned_effect():
     assert ev[1, 0] == pytest.approx(1000 * 0.02 - 0.01) and not np.allclose(ev, plain)
     with pytest.raises(ValueError, match="customer_id='b'"):
         expected_values(lifted.assign(uplift_2=[0.0, np.nan]), on)
+
+
+@pytest.mark.parametrize("text", ["greedy_ev:20261206T214232Z-a16892", "", "é漢"])
+def test_a_text_column_is_what_pandas_makes_of_the_scalar(text):
+    day = pd.DataFrame({"x": np.arange(3.0)}, index=[5, 6, 9])
+    pd.testing.assert_frame_equal(day.assign(m=text_column(text, 3)), day.assign(m=text))
+    assert len(text_column(text, 0)) == 0

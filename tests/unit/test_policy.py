@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention.deciding.decide import decide_plan
-from retention.deciding import greedy, rules
+from retention.deciding import greedy, rules, sampler
+from retention.deciding import policy as policy_module
 from retention.config import Config
 from retention.simulation.simulator import Simulator
 from retention.deciding.sampler import DELAYS
@@ -275,3 +276,18 @@ def test_one_customer_with_the_budget_left_at_their_turn_gets_the_plans_decision
     # the whole budget instead of what was left: some late customer is decided differently
     late = [r.queue[p] for p in range(len(r.queue)) if r.decisions.before[p] < 0.5 * cfg.daily_budget]
     assert any(not rollout(day.iloc[[i]], cfg, policy, DS)[cols].iloc[0].equals(planned[cols].iloc[i]) for i in late)
+
+
+@pytest.mark.parametrize("span", [1, 16, 50])
+def test_deciding_in_spans_changes_no_bit(monkeypatch, span):
+    """roll gathers the queue's inputs and decide_day runs its post-draw steps span by span (cache-sized at 10M rows): any span gives the same plan,
+    propensities and unmasked proposals as one span over the day."""
+    day, cfg = _day(400, 3), Config(daily_budget=800.0)
+    whole = rollout(day, cfg, random_policy(4, 1.0, 16), DS)
+    proposal = roll(day, cfg, random_policy(4, 1.0, 16), DS, propose=True).decisions.proposal
+    assert 0 < whole["contact"].sum() < len(day) and whole["offer_cost"].sum() > 700  # the budget binds
+    monkeypatch.setattr(sampler, "SPAN_ROWS", span)
+    monkeypatch.setattr(policy_module, "SPAN_ROWS", span)  # the queue's inputs, gathered span by span
+    pd.testing.assert_frame_equal(rollout(day, cfg, random_policy(4, 1.0, 16), DS), whole)
+    np.testing.assert_array_equal(roll(day, cfg, random_policy(4, 1.0, 16), DS, propose=True).decisions.proposal,
+                                  proposal)
