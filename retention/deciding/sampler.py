@@ -100,6 +100,9 @@ def _fund(wants, offer, open_costs, cheapest, left: float, contact, level, befor
     options it did not pick, so every kept row's action is exactly its draw under its own mask.
     """
     n, p = len(wants), 0
+    if not (cheapest <= left).any():  # no offer fits any row (the usual block once the day's budget is spent)
+        contact[:], level[:], before[:] = False, 0, left
+        return left
     while p < n:
         lvl = np.where(open_costs[p:] <= left, offer[p:], -np.inf).argmax(axis=1)
         c = (cheapest[p:] <= left) & wants[p:]  # some offer fits, and the draw says contact

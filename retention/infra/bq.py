@@ -9,8 +9,9 @@ import re
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
 import numpy as np
@@ -194,20 +195,29 @@ def user_query(bq: bigquery.Client, cfg: Config, sql: str, **params: Any) -> tup
     return rows.to_dataframe(create_bqstorage_client=False), rows.total_rows or 0
 
 
+@contextmanager
+def _query_table(bq: bigquery.Client, cfg: Config, sql: str, name: str, **params: Any) -> Iterator[str]:
+    """The query's rows in a staging table for the block's reads, dropped when the block ends, however it ends.
+
+    BigQuery and the emulator both serve table reads over the Storage Read API (gRPC), while the emulator cannot
+    serve a query's anonymous result table that way: CREATE TABLE AS is the portable statement.
+    """
+    dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
+    try:
+        execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
+        yield dest
+    finally:
+        bq.delete_table(dest, not_found_ok=True, retry=RETRY)
+
+
 def read_query(bq: bigquery.Client, cfg: Config, sql: str, name: str, order_by: str | list[str] | None = None,
                **params: Any) -> pd.DataFrame:
     """Run a query into a staging table, read it over the Storage Read API (Arrow streams), drop the table.
 
-    For large results: BigQuery and the emulator both serve table reads over gRPC, while the emulator
-    cannot serve a query's anonymous result table that way; CREATE TABLE AS is the portable statement.
     A table read keeps no ORDER BY (streams arrive in any order): `order_by` sorts the rows here.
     """
-    dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
-    execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
-    try:
+    with _query_table(bq, cfg, sql, name, **params) as dest:
         rows = bq.list_rows(dest, retry=RETRY).to_dataframe(bqstorage_client=storage_client(cfg))
-    finally:
-        bq.delete_table(dest, not_found_ok=True, retry=RETRY)
     return rows.sort_values(order_by, kind="stable", ignore_index=True) if order_by else rows
 
 
@@ -223,13 +233,12 @@ def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, pat
     from retention import hashing
     from retention.infra.parquet import ChunkWriter, chunk_writer
 
-    dest = cfg.table(f"{name}_{uuid.uuid4().hex[:12]}", staging=True)
     spill = path.parent / f".{path.stem}.buckets"
     spill.mkdir(parents=True, exist_ok=True)
     parts = [ChunkWriter(spill / f"{b:05d}.parquet") for b in range(buckets)]
     try:
-        execute(bq, f"CREATE TABLE `{dest}` AS {sql}", **params)
-        try:  # the staging table lives only while it is read: it is gone before the stage's file appears
+        # the staging table lives only while it is read: it is gone before the stage's file appears
+        with _query_table(bq, cfg, sql, name, **params) as dest:
             schema = None
             for batch in bq.list_rows(dest, retry=RETRY).to_arrow_iterable(bqstorage_client=storage_client(cfg)):
                 schema = batch.schema
@@ -239,8 +248,6 @@ def read_query_chunks(bq: bigquery.Client, cfg: Config, sql: str, name: str, pat
                     parts[b].write_arrow(pa.Table.from_batches([batch.filter(pa.array(bucket == b))]))
             if schema is None:
                 schema = bq.list_rows(dest, max_results=0, retry=RETRY).to_arrow().schema
-        finally:
-            bq.delete_table(dest, not_found_ok=True, retry=RETRY)
         for part in parts:
             part.close()
         sizes = []
@@ -330,36 +337,49 @@ def replace_partition(bq: bigquery.Client, cfg: Config, df: pd.DataFrame | Itera
     """Atomically make the rows of `table` where `key = value` exactly `df` (a frame, or frames in chunks); returns
     the rows and the seconds spent staging them and swapping them in (also logged).
 
-    Load to a staging table unique to this call (chunk after chunk, one load job each: memory holds one chunk),
-    then one transaction: delete the slice, insert every staged row, commit. Readers see the old slice or the new
-    one, never a mix; a statement that fails rolls the whole transaction back, and a failed chunk load leaves the
-    contract table untouched. `extra_key` narrows the replaced slice (e.g. run_id).
+    Each chunk is loaded into a staging table of its own (one load job each: memory holds one chunk; an append to
+    a growing table cost the emulator more with every chunk, 176 s for 10M rows instead of about 100), then one
+    transaction: delete the slice, insert every staged row, commit. Readers see the old slice or the new one, never
+    a mix; a statement that fails rolls the whole transaction back, and a failed chunk load leaves the contract
+    table untouched. `extra_key` narrows the replaced slice (e.g. run_id). The staging tables are named
+    `<table>_<yyyymmdd>_<8 hex>` and, after the first chunk, `<...><4 hex>` (what `daily.sweep_staging` drops).
     """
-    staging_name = f"{table}_{str(value).replace('-', '')}_{uuid.uuid4().hex[:8]}"
-    staging_id = cfg.table(staging_name, staging=True)
-    bq.create_table(table_spec(cfg, table, staging=True, name=staging_name), retry=RETRY)
+    base = f"{table}_{str(value).replace('-', '')}_{uuid.uuid4().hex[:8]}"
+    staged: list[str] = []
     try:
         start, rows = time.perf_counter(), 0
         for i, chunk in enumerate([df] if isinstance(df, pd.DataFrame) else df):
-            load(bq, chunk, table, staging_id, truncate=i == 0)
+            if i == 0 or len(chunk):  # an empty chunk adds no rows; the first table is made whatever it holds
+                staged.append(_staging_table(bq, cfg, table, base if i == 0 else f"{base}{i:04x}"))
+                load(bq, chunk, table, staged[-1])
             rows += len(chunk)
+        if not staged:  # no chunks at all: the slice becomes empty
+            staged.append(_staging_table(bq, cfg, table, base))
         loaded = time.perf_counter()
-        execute(bq, _swap_sql(cfg, table, staging_id, {key: value, **(extra_key or {})}))
+        execute(bq, _swap_sql(cfg, table, staged, {key: value, **(extra_key or {})}))
         done = {"rows": rows, "staged_s": round(loaded - start, 2), "swapped_s": round(time.perf_counter() - loaded, 2)}
-        log.info("%s %s=%s: %d rows staged in %.1f s, swapped in in %.1f s", table, key, value, rows,
-                 done["staged_s"], done["swapped_s"])
+        log.info("%s %s=%s: %d rows staged in %d table(s) in %.1f s, swapped in in %.1f s", table, key, value, rows,
+                 len(staged), done["staged_s"], done["swapped_s"])
         return done
     finally:
-        bq.delete_table(staging_id, not_found_ok=True, retry=RETRY)
+        for staging_id in staged:
+            bq.delete_table(staging_id, not_found_ok=True, retry=RETRY)
 
 
-def _swap_sql(cfg: Config, table: str, staging_id: str, slice_: dict[str, Any]) -> str:
+def _staging_table(bq: bigquery.Client, cfg: Config, table: str, name: str) -> str:
+    """A new empty staging table with `table`'s contract schema; returns its id."""
+    bq.create_table(table_spec(cfg, table, staging=True, name=name), retry=RETRY)
+    return cfg.table(name, staging=True)
+
+
+def _swap_sql(cfg: Config, table: str, staged: list[str], slice_: dict[str, Any]) -> str:
     # a transaction rather than a MERGE: the emulator's MERGE ran over 14 minutes replacing a 1M-row partition,
     # the transaction 3 s; BigQuery runs either atomically
     cols = ", ".join(columns(table))
     where = " AND ".join(f"{k} = {_literal(v)}" for k, v in slice_.items())
-    return (f"BEGIN TRANSACTION; DELETE FROM `{cfg.table(table)}` WHERE {where}; "
-            f"INSERT INTO `{cfg.table(table)}` ({cols}) SELECT {cols} FROM `{staging_id}`; COMMIT TRANSACTION;")
+    inserts = " ".join(f"INSERT INTO `{cfg.table(table)}` ({cols}) SELECT {cols} FROM `{staging_id}`;"
+                       for staging_id in staged)
+    return f"BEGIN TRANSACTION; DELETE FROM `{cfg.table(table)}` WHERE {where}; {inserts} COMMIT TRANSACTION;"
 
 
 SAFE_TEXT = re.compile(r"[A-Za-z0-9_:+.\-]{1,250}")
