@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 
 from retention.config import Config
-from retention.deciding.rules import (LEVELS, REASON, accept_probs, action_values, budget_pass, committed_costs,
-                                      followup_days, message_costs, offer_costs, offer_values, plan_frame,
-                                      reason_codes, uplift_lift)
+from retention.deciding.rules import (LEVELS, REASON, accept_probs, action_values, budget_pass, expected_values,
+                                      followup_days, message_costs, offer_costs, plan_frame, reason_codes)
 from retention.hashing import holdout_mask
 
 POLICY_MODEL = "greedy_ev"
@@ -45,9 +44,7 @@ def decide_greedy(day: pd.DataFrame, cfg: Config, followup: int = GREEDY_FOLLOWU
     holdout = holdout_mask(day["customer_id"], cfg.holdout_share)
     reason = reason_codes(day, cfg, holdout)
     accept, message_cost = accept_probs(day), message_costs(day, cfg)  # once: each is a pass over the whole day
-    value, risk = day["customer_value"].to_numpy(dtype=np.float64), day["churn_risk"].to_numpy(dtype=np.float64)
-    ev = offer_values(accept, value, risk, message_cost, cfg, uplift_lift(day) if cfg.use_uplift else None)
-    cost = committed_costs(value, message_cost, cfg)  # = rules.expected_values and rules.offer_costs
+    ev, cost = expected_values(day, cfg, accept, message_cost), offer_costs(day, cfg, message_cost)
     open_ev = np.where((reason == 0)[:, None] & (ev > 0), ev, -np.inf)  # (n, 4) offers still on the table
     candidate = np.isfinite(open_ev).any(axis=1)
 

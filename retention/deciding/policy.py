@@ -147,8 +147,8 @@ class SpanNoise:
 
 def _queue_inputs(day: pd.DataFrame, cfg: Config, queue: np.ndarray, risk: np.ndarray, value: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(obs, ev, accept, costs) of the queue rows in queue order, and the day's message costs, SPAN_ROWS rows at a time: the day's columns are
-    gathered and combined span by span into the four arrays, so the steps between run on cache-sized temporaries
+    """(obs, ev, accept, costs) of the queue rows in queue order, and the day's message costs. The day's columns
+    are gathered and combined SPAN_ROWS rows at a time into the four arrays, so the steps between run on cache-sized temporaries
     (at 10M rows each whole-day temporary costs a fresh mapping and a pass at memory speed). Row by row, so the
     same bits as whole-day steps."""
     n = len(queue)

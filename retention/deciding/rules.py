@@ -94,11 +94,14 @@ def eligibility(day: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]
 # value and cost of each offer
 
 
-def expected_values(day: pd.DataFrame, cfg: Config) -> np.ndarray:
+def expected_values(day: pd.DataFrame, cfg: Config, accept: np.ndarray | None = None,
+                    message_cost: np.ndarray | None = None) -> np.ndarray:
     """(n, 4) expected incremental net revenue of one message with offer level k to each row of `day`; with
-    cfg.use_uplift the churn each offer prevents is the uplift model's (uplift_0..3), not the plan's own model."""
+    cfg.use_uplift the churn each offer prevents is the uplift model's (uplift_0..3), not the plan's own model.
+    accept, message_cost: `accept_probs(day)` and `message_costs(day, cfg)` when the caller has them."""
     value, risk = day["customer_value"].to_numpy(dtype=np.float64), day["churn_risk"].to_numpy(dtype=np.float64)
-    return offer_values(accept_probs(day), value, risk, message_costs(day, cfg), cfg,
+    return offer_values(accept_probs(day) if accept is None else accept, value, risk,
+                        message_costs(day, cfg) if message_cost is None else message_cost, cfg,
                         uplift_lift(day) if cfg.use_uplift else None)
 
 
@@ -202,9 +205,11 @@ def _arrow_strings(values) -> pa.Array:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
-def offer_costs(day: pd.DataFrame, cfg: Config) -> np.ndarray:
-    """(n, 4) committed worst-case cost of each offer level for the rows of `day` (see `committed_costs`)."""
-    return committed_costs(day["customer_value"].to_numpy(dtype=np.float64), message_costs(day, cfg), cfg)
+def offer_costs(day: pd.DataFrame, cfg: Config, message_cost: np.ndarray | None = None) -> np.ndarray:
+    """(n, 4) committed worst-case cost of each offer level for the rows of `day` (see `committed_costs`);
+    message_cost: `message_costs(day, cfg)` when the caller has it."""
+    return committed_costs(day["customer_value"].to_numpy(dtype=np.float64),
+                           message_costs(day, cfg) if message_cost is None else message_cost, cfg)
 
 
 def committed_costs(value: np.ndarray, message_cost: np.ndarray, cfg: Config) -> np.ndarray:
@@ -286,7 +291,8 @@ def plan_frame(day, cfg: Config, contact, level, delay, propensity, holdout, rea
     """`day` plus the ten decision columns of the contact plan; every decider writes its plan through this.
 
     delay: the follow-up choice 0..DELAYS-1 (see `followup_days`); reason: indices into REASONS; expected: each
-    row's expected value at `level` (read where contacted only; `expected_values` by default); message_cost: `message_costs(day, cfg)` when the caller has it.
+    row's expected value at `level` (read where contacted only; `expected_values` by default); message_cost:
+    `message_costs(day, cfg)` when the caller has it.
     """
     pct, days = np.asarray(cfg.offer_pcts)[level], followup_days(delay, cfg)
     if expected is None:

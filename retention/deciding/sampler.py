@@ -149,7 +149,7 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
     left: the budget left when the first row's turn comes (the whole budget by default); copy_obs=False: fill the
     budget column of the caller's `obs` in place (it made obs for this call alone).
     Only the forward pass and the budget-sequential draw run per block; the rest runs once per span of blocks
-    (`_span`), whose arrays stay in the CPU's cache: at 10M candidates, whole-day passes over the logits ran at
+    (SPAN_ROWS), whose arrays stay in the CPU's cache: at 10M candidates, whole-day passes over the logits ran at
     memory speed and cost more than the draw itself. Every step is row by row, so the span changes no bit.
     """
     n, left = len(obs), float(budget if left is None else left)
@@ -157,6 +157,7 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
     obs, cheapest = obs.copy() if copy_obs else obs, _cheapest(costs, eligible)
     contact, level, before = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), np.zeros(n)
     delay, logp, can = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
+    affordable = np.zeros(costs.shape, dtype=bool)
     proposal = np.zeros((n, 3), dtype=np.int64) if propose else None
     span = block * max(1, SPAN_ROWS // block)  # whole blocks: the budget state refreshes where it always did
     for s0 in range(0, n, span):
@@ -167,20 +168,21 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
         lc, lo, ld = np.empty((m, 2)), np.empty((m, rules.LEVELS)), np.empty((m, DELAYS), order="F")
         wants = np.empty(m, dtype=bool)
         c, lvl, bef, op, ok = contact[sp], level[sp], before[sp], obs[sp], eligible[sp]  # views: filled in place
+        cs, ch = costs[sp], cheapest[sp]
         for s in range(0, m, block):
             b = slice(s, s + block)
             op[b, BUDGET] = left / budget if budget > 0 else 0.0
             lc[b], lo[b], ld[b] = logits_fn(op[b])
             wants[b] = _contact_draws(lc[b], log_u[b], log_1mu[b])
-            block_left = _fund(wants[b], lo[b] - gumbel[b], _open_costs(costs[sp][b], ok[b]), cheapest[sp][b], left,
-                               c[b], lvl[b], bef[b])
+            block_left = _fund(wants[b], lo[b] - gumbel[b], _open_costs(cs[b], ok[b]), ch[b], left, c[b], lvl[b],
+                               bef[b])
             left -= left - block_left  # the block's spend, subtracted as such: the same float steps as ever
         delay[sp], delay_logp = _draw_delay(ld, us[:, 1 + rules.LEVELS])
-        can[sp] = cheapest[sp] <= bef  # = (eligible & affordable).any(axis=1)
-        logp[sp] = action_log_prob(lc, lo, ok[c, None] & (costs[sp][c] <= bef[c, None]), can[sp], c, lvl, delay_logp)
+        fits = affordable[sp] = cs <= bef[:, None]
+        can[sp] = ch <= bef  # = (eligible & affordable).any(axis=1)
+        logp[sp] = action_log_prob(lc, lo, ok[c, None] & fits[c], can[sp], c, lvl, delay_logp)
         if propose:
             proposal[sp] = np.stack([wants, (lo - gumbel).argmax(axis=1), delay[sp]], axis=1)
-    affordable = costs <= before[:, None]
     return Decisions(contact, np.where(contact, level, 0), delay, logp, np.stack([np.ones(n, dtype=bool), can], axis=1),
                      affordable, proposal, obs, float(start - left), before)
 
