@@ -9,9 +9,9 @@ from retention.deciding import rules
 from retention.deciding.sampler import _cheapest, _contact_draws, _draw_delay, _fund, _open_costs
 
 
-def budget_pass_reference(order_scores, costs, budget: float) -> np.ndarray:
-    """The budget pass as a plain loop (tests check `budget_pass` against it)."""
-    order = sorted(range(len(costs)), key=lambda i: -float(order_scores[i]))  # sorted() is stable
+def budget_pass_reference(order_scores, costs, budget: float, rank=None) -> np.ndarray:
+    """The budget pass as a plain loop (tests check `budget_pass` against it); ties by `rank`, else by position."""
+    order = sorted(range(len(costs)), key=lambda i: (-float(order_scores[i]), i if rank is None else rank[i]))
     mask, spent = np.zeros(len(costs), dtype=bool), 0.0
     for i in order:
         if spent + float(costs[i]) <= budget:

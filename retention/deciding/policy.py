@@ -169,18 +169,19 @@ def _queue_inputs(day: pd.DataFrame, cfg: Config, queue: np.ndarray, risk: np.nd
 
 
 def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = False,
-         budget_left: float | None = None) -> Rolled:
+         budget_left: float | None = None, rank: np.ndarray | None = None) -> Rolled:
     """Run `policy` over the day's candidates in order under the hard rules (see the module docstring).
 
     budget_left: what is left of cfg.daily_budget when the first candidate's turn comes (all of it by default): one
-    customer decided with the budget left at their turn in the day's plan gets the plan's decision.
+    customer decided with the budget left at their turn in the day's plan gets the plan's decision. rank: each row's
+    place in the day's canonical order, which breaks ties in the queue (position when None).
     """
     hashes = stable_hash(day["customer_id"])
     holdout = unit_interval(hashes) < cfg.holdout_share  # hashing.holdout_mask without hashing twice
     code = rules.reason_codes(day, cfg, holdout)
     queue = np.flatnonzero((code != rules.REASON["suppressed"]) & (code != rules.REASON["holdout"]))
     risk, value = day["churn_risk"].to_numpy(dtype=np.float64), day["customer_value"].to_numpy(dtype=np.float64)
-    queue = queue[candidate_order(risk[queue], value[queue])]
+    queue = queue[candidate_order(risk[queue], value[queue], None if rank is None else rank[queue])]
     risk, value = risk[queue], value[queue]
     obs, ev, accept, costs, message_cost = _queue_inputs(day, cfg, queue, risk, value)
     decisions = decide_day(obs, costs, code[queue] == 0, cfg.daily_budget,
@@ -189,15 +190,22 @@ def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = Fal
     return Rolled(queue, decisions, holdout, code, ev, accept, message_cost)
 
 
-def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds, budget_left: float | None = None) -> pd.DataFrame:
+def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds, budget_left: float | None = None,
+            rank: np.ndarray | None = None) -> pd.DataFrame:
     """`day` plus the plan's decision columns (`rules.plan_frame`), decided by `policy` (ds seeds the sampling);
-    budget_left: see `roll`."""
-    return rollout_frame(day, cfg, policy, roll(day, cfg, policy, ds, budget_left=budget_left))
+    budget_left, rank: see `roll`."""
+    return rollout_frame(day, cfg, policy, roll(day, cfg, policy, ds, budget_left=budget_left, rank=rank))
 
 
 def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> pd.DataFrame:
-    """The plan frame of a finished roll: queue decisions scattered back, the rest not contacted (propensity 1)."""
-    d, n, q = r.decisions, len(day), r.queue
+    """The plan frame of a finished roll (`rollout_decided`)."""
+    return rollout_decided(len(day), cfg, policy, r).frame(day, cfg)
+
+
+def rollout_decided(n: int, cfg: Config, policy: Policy, r: Rolled) -> rules.Decided:
+    """The choices of a finished roll over a day of n rows: queue decisions scattered back, the rest not contacted
+    (propensity 1)."""
+    d, q = r.decisions, r.queue
     contact, level, delay, propensity = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n)
     contact[q], level[q], delay[q], propensity[q] = d.contact, d.level, d.delay, np.exp(d.logp)
     # eligible rows (all in the queue): why contacted or not
@@ -214,5 +222,4 @@ def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> 
                                             rules.followup_days(d.delay[took], cfg))
     reason = r.code.copy()
     reason[q] = code
-    return rules.plan_frame(day, cfg, contact, level, delay, propensity, r.holdout, reason, policy.version, expected,
-                            r.message_cost)
+    return rules.Decided(contact, level, delay, propensity, r.holdout, reason, policy.version, expected, r.message_cost)

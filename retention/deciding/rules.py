@@ -4,6 +4,8 @@ finished plan broke no rule. Rules, greedy, policy rollout and simulator all cal
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,12 +20,20 @@ MESSAGES_PER_CONTACT = 2
 """Messages a contact may send: the first and one follow-up. The fatigue rule reserves room for both."""
 BUDGET_TOL = 1e-6
 """Currency units a plan's spend may exceed the budget by: summing in another order moves the last bits."""
+SPAN_ROWS = 32_768
+"""Rows a whole-day step works on at a time (`spans`): a span's temporaries stay in the CPU's cache, where at 10M rows
+each whole-day temporary costs a fresh mapping and a pass at memory speed (15-30x the time per row at 1M)."""
 
 REASONS = ("", "suppressed", "holdout", "cooldown", "fatigue", "contact", "budget", "low_value", "wait")
 """decision_reason values; the decide code carries their index (uint8) and writes the strings once, into the frame."""
 REASON = {r: np.uint8(i) for i, r in enumerate(REASONS)}
 _REASON_STRINGS = pa.array(REASONS, pa.large_string())
 _CHANNEL_STRINGS = pa.array(CHANNELS, pa.large_string())
+
+def spans(n: int, size: int = SPAN_ROWS):
+    """Slices that cover rows 0..n-1 in order, `size` rows each (the last may be shorter)."""
+    return (slice(s, min(s + size, n)) for s in range(0, n, size))
+
 
 # hard rules
 
@@ -234,32 +244,74 @@ def worth_making(costs: np.ndarray, ev: np.ndarray) -> np.ndarray:
 # budget pass
 
 
-def budget_pass(order_scores: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarray:
-    """One pass over candidates by score descending, taking each whose cost still fits: bool mask in input order.
+BUDGET_HEAD = 65_536
+"""Candidates the budget pass sorts first (then 8x as many of the rest, and so on while anyone left still fits)."""
 
-    Equal to the plain loop in tests (`budget_pass_reference`) bit for bit. Each round drops the candidates that can no longer fit (spend only
-    grows), takes the prefix whose running sum fits, and skips the one that broke it; np.cumsum adds left to right
-    from the spend so far, exactly like the loop. Ties keep input order.
+
+def budget_pass(order_scores: np.ndarray, costs: np.ndarray, budget: float, rank: np.ndarray | None = None
+                ) -> np.ndarray:
+    """One pass over candidates by score descending, taking each whose cost still fits: bool mask in input order.
+    Ties go by `rank` (each candidate's place in the day's canonical order), by input order when None.
+
+    Equal to the plain loop in tests (`budget_pass_reference`) bit for bit. The order is sorted a segment at a time:
+    the best BUDGET_HEAD candidates by score (with every tie of the last) are sorted and passed first, then 8x as many
+    of the rest, and so on until nobody left fits; a day's budget is mostly spent on the first segment, so the pass
+    sorts thousands of candidates, not the millions offered. Candidates that cost more than the budget never enter.
     """
     costs = np.asarray(costs, dtype=np.float64)
     if np.any(~(costs >= 0)):
         raise ValueError("budget_pass: costs must be non-negative numbers")
-    order = np.argsort(-np.asarray(order_scores, dtype=np.float64), kind="stable")
-    c = costs[order]
-    take = np.zeros(len(c), dtype=bool)
-    todo, spent = np.arange(len(c)), 0.0
+    key = -np.asarray(order_scores, dtype=np.float64)
+    mask = np.zeros(len(costs), dtype=bool)
+    rest, spent, head = np.arange(len(costs)), 0.0, BUDGET_HEAD
+    while rest.size:
+        rest = rest[spent + costs[rest] <= budget]  # the others no longer fit: spend only grows
+        k = key[rest]
+        cut = np.partition(k, head)[head] if head < rest.size else np.nan  # NaN keys sort last, as in np.sort
+        first = k <= cut if not np.isnan(cut) else np.ones(rest.size, dtype=bool)  # all of them precede the rest
+        part = rest[first]
+        order = part[np.argsort(key[part], kind="stable") if rank is None else stable_argsort(key[part], rank[part])]
+        took, spent = _take_in_order(costs[order], budget, spent)
+        mask[order[took]] = True
+        rest, head = rest[~first], head * 8
+    return mask
+
+
+def _take_in_order(c: np.ndarray, budget: float, spent: float) -> tuple[np.ndarray, float]:
+    """The budget pass over costs `c` already in order, from `spent`: (taken mask, spend after).
+
+    Each round drops the candidates that can no longer fit (spend only grows), takes the prefix whose running sum
+    fits, and skips the one that broke it; np.cumsum adds left to right from the spend so far, exactly like a loop.
+    """
+    take, todo = np.zeros(len(c), dtype=bool), np.arange(len(c))
     while todo.size:
         todo = todo[spent + c[todo] <= budget]
         running = np.cumsum(np.concatenate(([spent], c[todo])))[1:]
         k = int(np.searchsorted(running, budget, side="right"))  # running[:k] <= budget
         take[todo[:k]] = True
-        if k == todo.size:
-            break
         spent = running[k - 1] if k else spent
         todo = todo[k + 1:]  # todo[k] fits alone but not after the prefix
-    mask = np.zeros(len(c), dtype=bool)
-    mask[order] = take
-    return mask
+    return take, float(spent)
+
+
+def stable_argsort(key: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
+    """The order that sorts `key` ascending, equal keys by `rank` (by position when None: then it is
+    np.argsort(key, kind="stable"), in about a third of the time at 1M rows).
+
+    numpy's default sort (AVX-512 where the CPU has it) puts equal keys in any order; each run of equal keys
+    (NaNs, which sort last, count as equal) then gets its rows sorted back by rank (or position).
+    """
+    order = np.argsort(key)
+    k = key[order]
+    nan = np.isnan(k)
+    tie = (k[1:] == k[:-1]) | (nan[1:] & nan[:-1])  # sorted position i + 1 ties with i
+    if tie.any():
+        run = np.cumsum(np.concatenate(([True], ~tie)))
+        tied = np.flatnonzero(np.concatenate(([False], tie)) | np.concatenate((tie, [False])))
+        by = order[tied] if rank is None else np.asarray(rank, dtype=np.int64)[order[tied]]
+        # one int64 key (run, by), 7x faster than np.lexsort at 5M ties: both are below 2^31 for any day we hold
+        order[tied] = order[tied][np.argsort(run[tied] * (int(by.max()) + 1) + by, kind="stable")]
+    return order
 
 
 # the plan's columns and its check
@@ -292,26 +344,62 @@ def plan_frame(day, cfg: Config, contact, level, delay, propensity, holdout, rea
 
     delay: the follow-up choice 0..DELAYS-1 (see `followup_days`); reason: indices into REASONS; expected: each
     row's expected value at `level` (read where contacted only; `expected_values` by default); message_cost:
-    `message_costs(day, cfg)` when the caller has it.
+    `message_costs(day, cfg)` when the caller has it. Offer, cost, follow-up and value are worked out for the
+    contacted rows only: the rest get 0 / null.
     """
-    pct, days = np.asarray(cfg.offer_pcts)[level], followup_days(delay, cfg)
+    n = len(day)
+    contact, level = np.asarray(contact, dtype=bool), np.asarray(level, dtype=np.int64)
+    delay = np.broadcast_to(np.asarray(delay, dtype=np.int64), (n,))
+    message_cost = message_costs(day, cfg) if message_cost is None else np.asarray(message_cost)  # checks channels
+    took = np.flatnonzero(contact)
+    at, pct, days = level[took], np.asarray(cfg.offer_pcts)[level[took]], followup_days(delay[took], cfg)
     if expected is None:
-        rows = np.arange(len(day))
-        expected = action_values(expected_values(day, cfg)[rows, level], accept_probs(day)[rows, level], days)
+        part, rows = day.iloc[took], np.arange(len(took))
+        expected = action_values(expected_values(part, cfg, message_cost=message_cost[took])[rows, at],
+                                 accept_probs(part)[rows, at], days)
+    else:
+        expected = np.asarray(expected)[took]
+    offer_pct, cost, value, all_days = np.full(n, np.nan), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+    offer_pct[took], all_days[took], value[took] = pct, days, expected
+    cost[took] = offer_cost(day["customer_value"].to_numpy(dtype=np.float64)[took], pct,
+                            message_cost[took] * (1 + (days > 0)))
+
     def ours(values: np.ndarray) -> pd.Series:  # made here: the frame may hold it without a copy
         return pd.Series(values, index=day.index, copy=False)
 
     return day.assign(
         contact=contact,
-        offer_level=pd.arrays.IntegerArray(np.asarray(level, dtype=np.int64), ~contact),
-        offer_pct=ours(np.where(contact, pct, np.nan)),
-        offer_cost=ours(np.where(contact, offer_cost(day["customer_value"].to_numpy(dtype=np.float64), pct,
-                                                     (message_costs(day, cfg) if message_cost is None else message_cost)
-                                                     * (1 + (days > 0))), 0.0)),
-        followup_days=pd.arrays.IntegerArray(days, ~contact),
-        expected_value=ours(np.where(contact, expected, 0.0)),
+        offer_level=pd.arrays.IntegerArray(level, ~contact),
+        offer_pct=ours(offer_pct),
+        offer_cost=ours(cost),
+        followup_days=pd.arrays.IntegerArray(all_days, ~contact),
+        expected_value=ours(value),
         propensity=np.asarray(propensity, dtype=np.float64),
         holdout=holdout,
         decision_reason=reason_column(reason),
-        policy_model=text_column(model, len(day)),
+        policy_model=text_column(model, n),
     )
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decider's choices for each row of a day, in the day's row order: what `plan_frame` makes the plan's decision
+    columns of. `decided[a:b]` holds those of rows a..b-1, so a day decided whole can be written chunk by chunk."""
+    contact: np.ndarray
+    level: np.ndarray
+    delay: np.ndarray
+    propensity: np.ndarray
+    holdout: np.ndarray
+    reason: np.ndarray
+    model: str
+    expected: np.ndarray | None = None
+    message_cost: np.ndarray | None = None
+
+    def __getitem__(self, rows: slice) -> Decided:
+        return Decided(*(v if v is None or isinstance(v, str) else v[rows]
+                         for v in (getattr(self, f.name) for f in fields(self))))
+
+    def frame(self, day: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+        """`day` (these rows) plus the plan's decision columns (`plan_frame`)."""
+        return plan_frame(day, cfg, self.contact, self.level, self.delay, self.propensity, self.holdout, self.reason,
+                          self.model, self.expected, self.message_cost)

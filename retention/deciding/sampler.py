@@ -25,7 +25,7 @@ BUDGET = OBS.index("budget_remaining")
 DAYS_SCALE = 30
 NOISE = 1 + rules.LEVELS + 1
 """Uniforms per decision: one for the contact, one per offer level, one for the delay."""
-SPAN_ROWS = 32_768
+SPAN_ROWS = rules.SPAN_ROWS
 """Candidates whose noise, logits and post-draw steps `decide_day` holds at a time (a few MB: in the CPU's cache)."""
 
 # the hard rules as action masks, and the sampler the rollout and training share
@@ -193,27 +193,11 @@ def delay_log_prob(ld, delay) -> np.ndarray:
     return z[np.arange(len(z)), delay] - np.log(np.exp(z).sum(axis=1))
 
 
-def candidate_order(risk: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Processing order of a day's candidates: revenue at stake (churn_risk x customer_value) first, ties by position.
+def candidate_order(risk: np.ndarray, value: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
+    """Processing order of a day's candidates: revenue at stake (churn_risk x customer_value) first, ties by `rank`
+    (each candidate's place in the day's canonical order; by position when None).
 
     The customers with the most to lose see the fullest budget, as in the greedy rule's pass; the order does not
     depend on the policy, so a rollout of any policy spends the budget on the same queue.
     """
-    return _stable_argsort(-(np.asarray(risk) * np.asarray(value)))
-
-
-def _stable_argsort(key: np.ndarray) -> np.ndarray:
-    """np.argsort(key, kind="stable") in about a third of the time at 1M rows.
-
-    numpy's default sort (AVX-512 where the CPU has it) puts equal keys in any order; each run of equal keys
-    (NaNs, which sort last, count as equal) then gets its positions sorted back into ascending order.
-    """
-    order = np.argsort(key)
-    k = key[order]
-    nan = np.isnan(k)
-    tie = (k[1:] == k[:-1]) | (nan[1:] & nan[:-1])  # sorted position i + 1 ties with i
-    if tie.any():
-        run = np.cumsum(np.concatenate(([True], ~tie)))
-        tied = np.flatnonzero(np.concatenate(([False], tie)) | np.concatenate((tie, [False])))
-        order[tied] = order[tied][np.lexsort((order[tied], run[tied]))]
-    return order
+    return rules.stable_argsort(-(np.asarray(risk) * np.asarray(value)), rank)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from retention.infra import bq, parquet
 from retention import hashing
-from retention.deciding.decide import decide_plan
+from retention.deciding.decide import decide_rows
 from retention.deciding import rules
 from retention.pipeline import impact as impact_report
 from retention.pipeline import quality
@@ -222,32 +222,30 @@ def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
     for the contacted rows (their messages use them) and a cfg.reason_sample_share sample of the rest.
 
     One ordered pass over all the day's candidates, whatever the score shards or chunks: the policy sees the
-    budget left, so each decision depends on every one before it in the queue. Only the columns the decision
-    reads are held for the whole day; the decisions are then written back onto the scored chunks.
+    budget left, so each decision depends on every one before it in the queue. The rows stay in the score files'
+    order (no whole-day gather at 10M rows); their customer_id order is the canonical order in which the deciders
+    break ties, so the plan is the same however the day was sharded. Only the columns the decision reads are held
+    for the whole day; the plan's columns are then made chunk by chunk from the choices (`rules.Decided`).
     """
     with _timed(cfg, ds, run_id, "decide"):
         files = score_files(cfg, ds, run_id)
-        narrow = [c for c in pq.read_schema(files[0]).names if c not in NOT_DECIDED_ON]
-        scored = parquet.read_columns(files, narrow)
-        order = pc.sort_indices(pa.array(scored["customer_id"])).to_numpy()  # a stable sort
-        scored = scored.take(order).reset_index(drop=True)
+        unused = NOT_DECIDED_ON if cfg.use_uplift else NOT_DECIDED_ON | {f"uplift_{k}" for k in range(LEVELS)}
+        scored = parquet.read_columns(files, [c for c in pq.read_schema(files[0]).names if c not in unused])
+        ids = scored["customer_id"]
+        rank = np.empty(len(scored), dtype=np.int64)
+        rank[pc.sort_indices(pa.array(ids))] = np.arange(len(scored))  # a stable sort
         policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
-        decided = decide_plan(scored, cfg, policy, ds)
-        del scored
-        added = [c for c in decided.columns if c not in narrow]
-        decided = decided[["customer_id", *added]]
-        at = np.empty(len(order), dtype=np.int64)
-        at[order] = np.arange(len(order))  # a score-file row's place in the decided (id) order
-        del order
+        decided = decide_rows(scored, cfg, policy, ds, rank=rank)
+        del scored, rank
         risk = RiskModel.load(cfg.model_dir("risk"))
         start, contacted, spend, policy_name = 0, 0, 0.0, ""
         with parquet.chunk_writer(_path(cfg, ds, run_id, "decide")) as out:
             columns = [c for c in pq.read_schema(files[0]).names if c != "reason_codes"]  # explain writes them
             for chunk in (c for f in files for c in parquet.row_groups(f, columns)):
-                part = decided.take(at[start:start + len(chunk)]).reset_index(drop=True)
-                if not part["customer_id"].equals(chunk["customer_id"]):
+                rows = slice(start, start + len(chunk))
+                if not ids.iloc[rows].reset_index(drop=True).equals(chunk["customer_id"]):
                     raise RuntimeError("decide: the decisions lost their place among the scored chunks")
-                chunk = pd.concat([chunk, part[added]], axis=1)
+                chunk = decided[rows].frame(chunk, cfg)
                 explained = chunk["contact"].to_numpy(dtype=bool) | (hashing.unit_interval(
                     hashing.keyed_hash(chunk["customer_id"], REASON_SAMPLE_KEY)) < cfg.reason_sample_share)
                 out.write(chunk, {"reason_codes": explain(chunk, risk, explained)})
@@ -255,6 +253,8 @@ def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
                 contacted += int(chunk["contact"].sum())
                 spend += float(chunk["offer_cost"].sum())
                 policy_name = policy_name or (str(chunk["policy_model"].iloc[0]) if len(chunk) else "")
+            if start != len(ids):
+                raise RuntimeError(f"decide: {len(ids)} rows decided, {start} read back from the scored chunks")
     return {"contacted": contacted, "spend": round(spend, 2), "policy": policy_name}
 
 
@@ -327,8 +327,8 @@ too wide to hold whole."""
 
 
 def publish(cfg: Config, ds: str, run_id: str, report_uri: str = "") -> dict[str, Any]:
-    """Replace the ds partition of contact_plan in one transaction (the chunks loaded one after another into one
-    staging table first), then record the run in plan_runs. Returns the run's counts and the seconds the plan took
+    """Replace the ds partition of contact_plan in one transaction (each chunk loaded into a staging table of its
+    own first), then record the run in plan_runs. Returns the run's counts and the seconds the plan took
     to stage and to swap in."""
     with _timed(cfg, ds, run_id, "publish"):
         path = _path(cfg, ds, run_id, "shield")

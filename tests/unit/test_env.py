@@ -12,7 +12,8 @@ from retention.scoring.accept import MONOTONE, AcceptModel
 from retention.config import Config
 from retention.simulation.simulator import AcceptTable, Simulator, date_code, history_features
 from retention.simulation.gym_env import RetentionEnv
-from retention.deciding.sampler import BUDGET, DELAYS, NOISE, OBS, _stable_argsort, candidate_order, decide_day, observe
+from retention.deciding.rules import stable_argsort
+from retention.deciding.sampler import BUDGET, DELAYS, NOISE, OBS, candidate_order, decide_day, observe
 from tests.reference import sample_block
 from retention.scoring.features import MONTHS, NEVER, OUTCOMES, WEEKDAYS, accept_features
 
@@ -302,7 +303,9 @@ def test_stable_argsort_equals_numpy_stable(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(0, 5000))
     key = rng.choice([-1.5, -0.0, 0.0, 2.0, np.nan, np.inf], n) if seed % 2 else rng.normal(size=n).round(1)
-    assert _stable_argsort(key).tolist() == np.argsort(key, kind="stable").tolist()
+    assert stable_argsort(key).tolist() == np.argsort(key, kind="stable").tolist()
+    rank = rng.permutation(n)  # ties by a given rank instead of position
+    assert stable_argsort(key, rank).tolist() == np.lexsort((rank, key)).tolist()
 
 
 def test_candidate_order_puts_revenue_at_stake_first_ties_by_position():

@@ -4,10 +4,12 @@ import pandas as pd
 import pytest
 
 from retention.config import CHANNELS, Config
+from retention.deciding import rules
 from retention.deciding.rules import (REASONS, accept_probs, budget_pass, eligibility, expected_values, message_costs,
                                       offer_costs, reason_codes, reason_column, violations, text_column)
 from tests.reference import budget_pass_reference as _budget_pass_reference
 from retention.deciding.decide import decide_plan as decide
+from retention.deciding.decide import decide_rows
 from retention.deciding.greedy import decide_greedy
 from retention.hashing import holdout_mask, stable_hash
 
@@ -141,8 +143,17 @@ def test_budget_pass_hand_example():
     assert budget_pass(scores[:0], costs[:0], 100.0).tolist() == []
 
 
+def test_budget_pass_fills_the_budget_exactly_across_segments(monkeypatch):
+    monkeypatch.setattr(rules, "BUDGET_HEAD", 1)  # the first segment: the best two (the head and its cut)
+    # 5 and 3 are taken in the first segment; in the next, 2 fits exactly (10 <= 10) and 3 no longer does
+    assert budget_pass(np.array([4.0, 3.0, 2.0, 1.0]), np.array([5.0, 3.0, 2.0, 3.0]), 10.0).tolist() == \
+        [True, True, True, False]
+
+
+@pytest.mark.parametrize("head", [rules.BUDGET_HEAD, 1, 7, 100])
 @pytest.mark.parametrize("seed", range(20))
-def test_budget_pass_equals_reference_loop(seed):
+def test_budget_pass_equals_reference_loop(seed, head, monkeypatch):
+    monkeypatch.setattr(rules, "BUDGET_HEAD", head)  # sorted and passed in segments of head, 8 head, ...
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
     scores = rng.normal(size=n).round(int(rng.integers(0, 3)))  # rounding makes ties
@@ -153,6 +164,8 @@ def test_budget_pass_equals_reference_loop(seed):
     mask = budget_pass(scores, costs, budget)
     assert (mask == _budget_pass_reference(scores, costs, budget)).all()
     assert costs[mask].sum() <= budget + 1e-9
+    rank = rng.permutation(n)  # ties by a canonical rank instead of position
+    assert (budget_pass(scores, costs, budget, rank) == _budget_pass_reference(scores, costs, budget, rank)).all()
 
 
 def test_budget_pass_rejects_negative_costs():
@@ -193,6 +206,45 @@ def test_decide_greedy_hand_frame():
     assert plan["holdout"].tolist() == [False, False, True, False, False, False, False, False]
     assert (plan["propensity"] == 1.0).all() and (plan["policy_model"] == "greedy_ev").all()
     assert list(plan.columns[:len(day.columns)]) == list(day.columns)
+
+
+def tied(day: pd.DataFrame) -> pd.DataFrame:
+    """`day` with value, risk and acceptance rounded, and every third customer the same rich, risky one: the budget
+    runs out among customers alike, so which of them it funds depends on how ties are broken."""
+    day = day.assign(customer_value=day["customer_value"].round(-2), churn_risk=day["churn_risk"].round(1),
+                     **{f"accept_prob_{k}": day[f"accept_prob_{k}"].round(1) for k in range(4)})
+    alike = np.arange(len(day)) % 3 == 0
+    day.loc[alike, ["customer_value", "churn_risk", "channel"]] = [1500.0, 0.9, "email"]
+    day.loc[alike, [f"accept_prob_{k}" for k in range(4)]] = [0.2, 0.3, 0.4, 0.5]
+    return day
+
+
+def shuffled(day: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """`day`'s rows in a random order, and each one's place in `day` (its rank when `day` is in id order)."""
+    perm = np.random.default_rng(seed).permutation(len(day))
+    return day.iloc[perm].reset_index(drop=True), perm
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_day_in_any_row_order_decided_by_its_id_order_gets_the_same_plan(seed):
+    day, cfg = tied(_day(3000, seed)), Config(daily_budget=20_000.0)  # ids in order: rank = position
+    planned = decide(day, cfg)
+    assert 0 < planned["contact"].sum() < (planned["decision_reason"] != "holdout").sum()  # the budget binds
+    rows, rank = shuffled(day, seed)
+    back = np.argsort(rank)
+    pd.testing.assert_frame_equal(decide(rows, cfg, rank=rank).iloc[back].reset_index(drop=True), planned)
+    # without the rank, ties go by the rows' new positions: another plan (what the daily run must not publish)
+    assert not decide(rows, cfg).iloc[back].reset_index(drop=True)["contact"].equals(planned["contact"])
+
+
+@pytest.mark.parametrize("span", [1, 7, 500])
+def test_greedy_in_spans_and_its_plan_in_chunks_change_no_bit(span):
+    day, cfg = tied(_day(3000, 4)), Config(daily_budget=20_000.0)
+    planned = decide(day, cfg)
+    pd.testing.assert_frame_equal(decide_greedy(day, cfg, span=span), planned)
+    decided = decide_rows(day, cfg)  # the daily run's way: the choices for the day, the frame chunk by chunk
+    pd.testing.assert_frame_equal(pd.concat([decided[s].frame(day.iloc[s], cfg) for s in rules.spans(len(day), span)]),
+                                  planned)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -21,7 +21,7 @@ from retention.simulation.evaluate import evaluate, greedy_decider, no_contact_d
 from retention.deciding.greedy import no_contact, top_risk
 from retention.deciding.network import Agent
 from tests.unit.test_env import START, cohort, flat_table
-from tests.unit.test_plan import _day
+from tests.unit.test_plan import _day, shuffled, tied
 
 DS = dt.date(2026, 5, 4)
 RULES = {"budget": 0, "offer": 0, "holdout": 0, "suppressed": 0, "cooldown": 0, "fatigue": 0}
@@ -276,6 +276,21 @@ def test_one_customer_with_the_budget_left_at_their_turn_gets_the_plans_decision
     # the whole budget instead of what was left: some late customer is decided differently
     late = [r.queue[p] for p in range(len(r.queue)) if r.decisions.before[p] < 0.5 * cfg.daily_budget]
     assert any(not rollout(day.iloc[[i]], cfg, policy, DS)[cols].iloc[0].equals(planned[cols].iloc[i]) for i in late)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_rollout_of_a_day_in_any_row_order_by_its_id_order_is_the_same(seed):
+    """The daily run decides the rows in the score files' order with their customer_id order as the rank: ties in
+    the queue (revenue at stake) go by rank, so the plan is the one of the day in id order."""
+    day, cfg = tied(_day(600, seed)), Config(daily_budget=1500.0)
+    whole = rollout(day, cfg, random_policy(4, 1.0, 16), DS)
+    assert 0 < whole["contact"].sum() and whole["offer_cost"].sum() > 1400  # the budget binds
+    rows, rank = shuffled(day, seed)
+    back = np.argsort(rank)
+    again = rollout(rows, cfg, random_policy(4, 1.0, 16), DS, rank=rank)
+    pd.testing.assert_frame_equal(again.iloc[back].reset_index(drop=True), whole)
+    other = rollout(rows, cfg, random_policy(4, 1.0, 16), DS).iloc[back].reset_index(drop=True)
+    assert not other["contact"].equals(whole["contact"])  # by position instead: another queue, another plan
 
 
 @pytest.mark.parametrize("span", [1, 16, 50])
