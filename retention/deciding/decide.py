@@ -38,4 +38,5 @@ def decide_rows(day: pd.DataFrame, cfg: Config, policy=None, ds=None, budget_lef
                          f"retention.deciding.policy.Policy, not {type(policy).__name__}")
     if ds is None:
         raise ValueError("decide: a policy samples its decisions with a seed from ds; pass ds")
-    return rollout_decided(len(day), cfg, policy, roll(day, cfg, policy, ds, budget_left=budget_left, rank=rank))
+    return rollout_decided(len(day), cfg, policy, roll(day, cfg, policy, ds, budget_left=budget_left, rank=rank,
+                                                      plan_only=True))

@@ -169,12 +169,14 @@ def _queue_inputs(day: pd.DataFrame, cfg: Config, queue: np.ndarray, risk: np.nd
 
 
 def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = False,
-         budget_left: float | None = None, rank: np.ndarray | None = None) -> Rolled:
+         budget_left: float | None = None, rank: np.ndarray | None = None, plan_only: bool = False) -> Rolled:
     """Run `policy` over the day's candidates in order under the hard rules (see the module docstring).
 
     budget_left: what is left of cfg.daily_budget when the first candidate's turn comes (all of it by default): one
     customer decided with the budget left at their turn in the day's plan gets the plan's decision. rank: each row's
-    place in the day's canonical order, which breaks ties in the queue (position when None).
+    place in the day's canonical order, which breaks ties in the queue (position when None). plan_only: the
+    decisions a plan uses and no more: once no offer left fits the budget left, the rest of the queue is not drawn
+    (`decide_day(stop_when_spent=True)`: same plan, delay 0 for those rows instead of one never used).
     """
     hashes = stable_hash(day["customer_id"])
     holdout = unit_interval(hashes) < cfg.holdout_share  # hashing.holdout_mask without hashing twice
@@ -186,7 +188,7 @@ def roll(day: pd.DataFrame, cfg: Config, policy: Policy, ds, propose: bool = Fal
     obs, ev, accept, costs, message_cost = _queue_inputs(day, cfg, queue, risk, value)
     decisions = decide_day(obs, costs, code[queue] == 0, cfg.daily_budget,
                            SpanNoise(hashes[queue], _as_date(ds)), policy.logits, policy.block, propose, budget_left,
-                           copy_obs=False)
+                           copy_obs=False, stop_when_spent=plan_only)
     return Rolled(queue, decisions, holdout, code, ev, accept, message_cost)
 
 
@@ -194,7 +196,8 @@ def rollout(day: pd.DataFrame, cfg: Config, policy: Policy, ds, budget_left: flo
             rank: np.ndarray | None = None) -> pd.DataFrame:
     """`day` plus the plan's decision columns (`rules.plan_frame`), decided by `policy` (ds seeds the sampling);
     budget_left, rank: see `roll`."""
-    return rollout_frame(day, cfg, policy, roll(day, cfg, policy, ds, budget_left=budget_left, rank=rank))
+    return rollout_frame(day, cfg, policy, roll(day, cfg, policy, ds, budget_left=budget_left, rank=rank,
+                                                plan_only=True))
 
 
 def rollout_frame(day: pd.DataFrame, cfg: Config, policy: Policy, r: Rolled) -> pd.DataFrame:

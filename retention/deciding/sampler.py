@@ -139,7 +139,7 @@ def action_log_prob(lc, lo, offer_ok, can, contact, level, delay_logp) -> np.nda
 
 def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget: float, u: np.ndarray,
                logits_fn: Callable, block: int, propose: bool = False, left: float | None = None,
-               copy_obs: bool = True) -> Decisions:
+               copy_obs: bool = True, stop_when_spent: bool = False) -> Decisions:
     """Decide a day's candidates in order, `block` rows per forward pass, the budget state refreshed per block.
 
     obs (n, 9) in processing order (budget column filled here); costs (n, 4) committed cost per level;
@@ -147,7 +147,10 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
     sliced by rows to them (`policy.SpanNoise`);
     logits_fn(obs) -> (contact (b, 2), offer (b, 4), delay (b, 8)) logits; propose: also keep the unmasked draws;
     left: the budget left when the first row's turn comes (the whole budget by default); copy_obs=False: fill the
-    budget column of the caller's `obs` in place (it made obs for this call alone).
+    budget column of the caller's `obs` in place (it made obs for this call alone); stop_when_spent (not with
+    propose): from the first block where no offer left in the queue fits the budget left, no forward pass and no
+    draw: those rows are not contacted, as their draws would have had them, with log-probability 0 and delay 0 (a
+    delay drawn for a row not contacted is never used by a plan).
     Only the forward pass and the budget-sequential draw run per block; the rest runs once per span of blocks
     (SPAN_ROWS), whose arrays stay in the CPU's cache: at 10M candidates, whole-day passes over the logits ran at
     memory speed and cost more than the draw itself. Every step is row by row, so the span changes no bit.
@@ -159,7 +162,9 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
     delay, logp, can = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
     affordable = np.zeros(costs.shape, dtype=bool)
     proposal = np.zeros((n, 3), dtype=np.int64) if propose else None
-    span = block * max(1, SPAN_ROWS // block)  # whole blocks: the budget state refreshes where it always did
+    # the cheapest offer from each row to the end of the queue (fmin skips the NaN of rows that may not be contacted)
+    tail = np.fmin.accumulate(cheapest[::-1])[::-1] if stop_when_spent and not propose else None
+    span, end = block * max(1, SPAN_ROWS // block), n  # whole blocks: the budget state refreshes where it always did
     for s0 in range(0, n, span):
         sp = slice(s0, min(s0 + span, n))
         m, us = sp.stop - s0, u[sp]
@@ -170,6 +175,9 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
         c, lvl, bef, op, ok = contact[sp], level[sp], before[sp], obs[sp], eligible[sp]  # views: filled in place
         cs, ch = costs[sp], cheapest[sp]
         for s in range(0, m, block):
+            if tail is not None and not tail[s0 + s] <= left:  # nobody from this block on can be funded
+                end = s0 + s
+                break
             b = slice(s, s + block)
             op[b, BUDGET] = left / budget if budget > 0 else 0.0
             lc[b], lo[b], ld[b] = logits_fn(op[b])
@@ -177,12 +185,22 @@ def decide_day(obs: np.ndarray, costs: np.ndarray, eligible: np.ndarray, budget:
             block_left = _fund(wants[b], lo[b] - gumbel[b], _open_costs(cs[b], ok[b]), ch[b], left, c[b], lvl[b],
                                bef[b])
             left -= left - block_left  # the block's spend, subtracted as such: the same float steps as ever
+        if end < sp.stop:  # the span's steps below for the blocks drawn
+            m = end - s0
+            sp, us, lc, lo, ld, wants = slice(s0, end), us[:m], lc[:m], lo[:m], ld[:m], wants[:m]
+            c, lvl, bef, ok, cs, ch, gumbel = c[:m], lvl[:m], bef[:m], ok[:m], cs[:m], ch[:m], gumbel[:m]
         delay[sp], delay_logp = _draw_delay(ld, us[:, 1 + rules.LEVELS])
         fits = affordable[sp] = cs <= bef[:, None]
         can[sp] = ch <= bef  # = (eligible & affordable).any(axis=1)
         logp[sp] = action_log_prob(lc, lo, ok[c, None] & fits[c], can[sp], c, lvl, delay_logp)
         if propose:
             proposal[sp] = np.stack([wants, (lo - gumbel).argmax(axis=1), delay[sp]], axis=1)
+        if end < n:
+            break
+    if end < n:  # what every draw from here on would give: not contacted, nothing affordable among the eligible
+        obs[end:, BUDGET] = left / budget if budget > 0 else 0.0
+        before[end:] = left
+        affordable[end:] = costs[end:] <= left
     return Decisions(contact, np.where(contact, level, 0), delay, logp, np.stack([np.ones(n, dtype=bool), can], axis=1),
                      affordable, proposal, obs, float(start - left), before)
 

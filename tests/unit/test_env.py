@@ -291,6 +291,35 @@ def test_decide_day_logp_is_the_masked_probability_and_blocks_see_the_budget():
     assert not (d.contact & ~eligible).any()
 
 
+@pytest.mark.parametrize("block", [1, 16])
+def test_decide_day_stops_drawing_when_spent_and_fills_what_the_draws_would_have(block):
+    """stop_when_spent: from the first block where no eligible row left has an offer that fits, no forward pass;
+    the rows after it get what the draws gave (not contacted, log-probability 0, the budget left), and the rows no
+    rule lets us contact still show which offers the budget left could pay (here: the cheap tail)."""
+    rng = np.random.default_rng(3)
+    n = 200
+    obs = np.zeros((n, len(OBS)), dtype=np.float32)
+    obs[:, 1:5] = rng.uniform(0, 1, (n, 4))
+    costs = rng.uniform(10, 50, (n, 4))
+    eligible = np.arange(n) < 150
+    costs[150:] = 1.0  # may not be contacted, but cheap: affordable with what is left
+    u = rng.random((n, NOISE))
+    calls = [0]
+
+    def logits(o):
+        calls[0] += len(o)
+        return np.tile([0.0, 2.0], (len(o), 1)), 3.0 * o[:, 1:5].astype(np.float64), np.zeros((len(o), DELAYS))
+
+    full = decide_day(obs, costs, eligible, 300.0, u, logits, block)
+    drawn = calls[0]
+    short = decide_day(obs, costs, eligible, 300.0, u, logits, block, stop_when_spent=True)
+    assert calls[0] - drawn < 150 and full.before.min() < 10  # spent part-way: the eligible tail was never drawn
+    for field in ("contact", "level", "logp", "contact_ok", "affordable", "before", "obs"):
+        np.testing.assert_array_equal(getattr(short, field), getattr(full, field), err_msg=field)
+    np.testing.assert_array_equal(short.delay[short.contact], full.delay[full.contact])
+    assert short.spent == full.spent and short.affordable[150:].any()
+
+
 def test_decide_day_of_no_candidates():
     d = decide_day(np.zeros((0, len(OBS)), np.float32), np.zeros((0, 4)), np.zeros(0, bool), 100.0,
                    np.zeros((0, NOISE)), lambda obs: pytest.fail("no block, no forward pass"), 16, propose=True)

@@ -1,5 +1,6 @@
 """The policy in the daily plan: hard rules hold whatever the network says, propensities are the probabilities of
 the actions taken, decisions are seeded by (ds, customer), and the champion loads; plus baselines and evaluation."""
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -291,6 +292,38 @@ def test_a_rollout_of_a_day_in_any_row_order_by_its_id_order_is_the_same(seed):
     pd.testing.assert_frame_equal(again.iloc[back].reset_index(drop=True), whole)
     other = rollout(rows, cfg, random_policy(4, 1.0, 16), DS).iloc[back].reset_index(drop=True)
     assert not other["contact"].equals(whole["contact"])  # by position instead: another queue, another plan
+
+
+@pytest.mark.parametrize("span", [16, 48, 4096])
+@pytest.mark.parametrize("budget", [300.0, 800.0, 1e9])
+def test_a_plan_rollout_stops_drawing_once_nobody_can_be_funded_and_changes_no_decision(monkeypatch, span, budget):
+    """roll(plan_only=True) skips the forward pass and the draws from the first block where no offer left in the
+    queue fits the budget left: the same contacts, levels, log-probabilities and budget states, the same plan."""
+    monkeypatch.setattr(sampler, "SPAN_ROWS", span)
+    monkeypatch.setattr(policy_module, "SPAN_ROWS", span)
+    day, cfg = _day(400, 5), Config(daily_budget=budget, channel_cost=5.0)  # a contact costs 10 or more
+    rows, drawing = [0], random_policy(4, 1.0, 16)
+
+    def counted(obs):
+        rows[0] += len(obs)
+        return drawing.logits(obs)
+
+    rolled = roll(day, cfg, random_policy(4, 1.0, 16), DS)
+    worth = (rolled.code[rolled.queue] == 0) & (rolled.ev > 0).any(axis=1)  # some offer a budget could fund
+    full, last_eligible = rolled.decisions, int(np.flatnonzero(worth)[-1])
+    counting = dataclasses.replace(drawing, logits=counted)
+    short = roll(day, cfg, counting, DS, plan_only=True).decisions
+    for field in ("contact", "level", "logp", "contact_ok", "affordable", "before", "obs"):
+        np.testing.assert_array_equal(getattr(short, field), getattr(full, field), err_msg=field)
+    np.testing.assert_array_equal(short.delay[short.contact], full.delay[full.contact])
+    assert short.spent == full.spent
+    pd.testing.assert_frame_equal(rollout(day, cfg, random_policy(4, 1.0, 16), DS),
+                                  rollout_frame(day, cfg, random_policy(4, 1.0, 16),
+                                                roll(day, cfg, random_policy(4, 1.0, 16), DS)))
+    if budget < 1e9:  # the budget runs out part-way: customers who might have been contacted are never drawn
+        assert 0 < rows[0] <= last_eligible
+    else:  # only the queue's tail of customers without an offer worth making is skipped
+        assert rows[0] > last_eligible
 
 
 @pytest.mark.parametrize("span", [1, 16, 50])
