@@ -20,8 +20,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from retention.infra import bq, parquet
@@ -232,11 +230,9 @@ def decide(cfg: Config, ds: str, run_id: str) -> dict[str, Any]:
         unused = NOT_DECIDED_ON if cfg.use_uplift else NOT_DECIDED_ON | {f"uplift_{k}" for k in range(LEVELS)}
         scored = parquet.read_columns(files, [c for c in pq.read_schema(files[0]).names if c not in unused])
         ids = scored["customer_id"]
-        rank = np.empty(len(scored), dtype=np.int64)
-        rank[pc.sort_indices(pa.array(ids))] = np.arange(len(scored))  # a stable sort
         policy = load_policy(cfg.model_dir("policy"))  # None without a champion: the greedy EV rule
-        decided = decide_rows(scored, cfg, policy, ds, rank=rank)
-        del scored, rank
+        decided = decide_rows(scored, cfg, policy, ds, rank=rules.IdOrder(ids))
+        del scored
         risk = RiskModel.load(cfg.model_dir("risk"))
         start, contacted, spend, policy_name = 0, 0, 0.0, ""
         with parquet.chunk_writer(_path(cfg, ds, run_id, "decide")) as out:

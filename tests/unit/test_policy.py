@@ -290,6 +290,8 @@ def test_a_rollout_of_a_day_in_any_row_order_by_its_id_order_is_the_same(seed):
     back = np.argsort(rank)
     again = rollout(rows, cfg, random_policy(4, 1.0, 16), DS, rank=rank)
     pd.testing.assert_frame_equal(again.iloc[back].reset_index(drop=True), whole)
+    by_id = rollout(rows, cfg, random_policy(4, 1.0, 16), DS, rank=rules.IdOrder(rows["customer_id"]))
+    pd.testing.assert_frame_equal(by_id.iloc[back].reset_index(drop=True), whole)
     other = rollout(rows, cfg, random_policy(4, 1.0, 16), DS).iloc[back].reset_index(drop=True)
     assert not other["contact"].equals(whole["contact"])  # by position instead: another queue, another plan
 
