@@ -19,6 +19,9 @@ _FMIX = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 
 # stable hash
 
+HASH_SPAN = 65_536
+"""Strings `stable_hash` hashes at a time (its per-byte passes over them stay in the CPU's cache)."""
+
 
 def stable_hash(strings) -> np.ndarray:
     """FNV-1a 64 over each string's UTF-8 bytes, then the MurmurHash3 finaliser: uint64, the same on every machine.
@@ -31,9 +34,6 @@ def stable_hash(strings) -> np.ndarray:
     for s in range(0, len(starts), HASH_SPAN):
         out[s:s + HASH_SPAN] = _fnv_fmix(data, starts[s:s + HASH_SPAN], lengths[s:s + HASH_SPAN])
     return out
-
-
-HASH_SPAN = 65_536
 
 
 def _fnv_fmix(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

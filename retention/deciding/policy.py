@@ -148,9 +148,9 @@ class SpanNoise:
 def _queue_inputs(day: pd.DataFrame, cfg: Config, queue: np.ndarray, risk: np.ndarray, value: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(obs, ev, accept, costs) of the queue rows in queue order, and the day's message costs. The day's columns
-    are gathered and combined SPAN_ROWS rows at a time into the four arrays, so the steps between run on cache-sized temporaries
-    (at 10M rows each whole-day temporary costs a fresh mapping and a pass at memory speed). Row by row, so the
-    same bits as whole-day steps."""
+    are gathered and combined SPAN_ROWS rows at a time into the four arrays, so the steps between run on
+    cache-sized temporaries (at 10M rows each whole-day temporary costs a fresh mapping and a pass at memory speed).
+    Row by row, so the same bits as whole-day steps."""
     n = len(queue)
     columns = [day[f"accept_prob_{k}"].to_numpy(dtype=np.float64) for k in range(rules.LEVELS)]
     days, contacts = day["days_since_contact"].to_numpy(), day["contacts_in_window"].to_numpy()
@@ -158,8 +158,8 @@ def _queue_inputs(day: pd.DataFrame, cfg: Config, queue: np.ndarray, risk: np.nd
     lift = rules.uplift_lift(day) if cfg.use_uplift else None
     obs = np.empty((n, len(OBS)), dtype=np.float32)
     ev, accept, costs = (np.empty((n, rules.LEVELS)) for _ in range(3))
-    for s in range(0, n, SPAN_ROWS):
-        q, at = queue[s:s + SPAN_ROWS], slice(s, s + SPAN_ROWS)
+    for at in rules.spans(n, SPAN_ROWS):
+        q = queue[at]
         a = accept[at] = np.stack([c[q] for c in columns], axis=1)
         obs[at] = observe(risk[at], a, days[q], contacts[q], cfg)
         cost = message_cost[q]

@@ -30,6 +30,7 @@ REASON = {r: np.uint8(i) for i, r in enumerate(REASONS)}
 _REASON_STRINGS = pa.array(REASONS, pa.large_string())
 _CHANNEL_STRINGS = pa.array(CHANNELS, pa.large_string())
 
+
 def spans(n: int, size: int = SPAN_ROWS):
     """Slices that cover rows 0..n-1 in order, `size` rows each (the last may be shorter)."""
     return (slice(s, min(s + size, n)) for s in range(0, n, size))
