@@ -14,8 +14,14 @@ class AcceptModel(CalibratedXGB):
     """Calibrated P(accept) from `features.accept_features`; train it with monotone_constraints=MONOTONE."""
 
     def predict_levels(self, day: pd.DataFrame, ds, levels=range(4)) -> pd.DataFrame:
-        """Columns accept_prob_<level> for our customers on `ds`: one batched predict call per offer level."""
-        return pd.DataFrame({
-            f"accept_prob_{level}": self.predict_proba(accept_features(customer_mapped(day, ds, level)))
-            for level in levels
-        }, index=day.index)
+        """Columns accept_prob_<level> for our customers on `ds`: one batched predict call per offer level.
+
+        The levels differ only in the offer_level column, so the matrix is built once and that column rewritten.
+        """
+        x = self.matrix(accept_features(customer_mapped(day, ds, 0)))
+        offer = self.features_.index("offer_level")
+        out = {}
+        for level in levels:
+            x[:, offer] = level
+            out[f"accept_prob_{level}"] = self.predict_proba_matrix(x)
+        return pd.DataFrame(out, index=day.index)

@@ -128,15 +128,30 @@ class CalibratedXGB(BaseEstimator):
         self.calibrator_ = fit_isotonic(self.predict_raw(X_val), np.asarray(y_val))
         return self
 
+    def matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """X's model columns in training order as the float32 matrix the trees read (they split on float32)."""
+        return X[self.features_].to_numpy(np.float32)
+
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated P(class 1), shape (n,), from the trees up to the best iteration."""
-        return self.booster_.predict_proba(X[self.features_])[:, 1]
+        return self.predict_raw_matrix(self.matrix(X))
+
+    def predict_raw_matrix(self, x: np.ndarray) -> np.ndarray:
+        """predict_raw of a `matrix`: one inplace_predict on the Booster, without the sklearn wrapper's
+        DataFrame checks and copies (the columns are the model's by construction)."""
+        booster = self.booster_.get_booster()
+        return booster.inplace_predict(x, iteration_range=(0, self.best_iteration_ + 1)).reshape(len(x))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated P(class 1), shape (n,)."""
+        return self.predict_proba_matrix(self.matrix(X))
+
+    def predict_proba_matrix(self, x: np.ndarray) -> np.ndarray:
+        """predict_proba of a `matrix`."""
         # IsotonicRegression.predict is this interpolation (out_of_bounds="clip"), but it refuses an empty
         # batch, and a scoring shard of a day can be empty
-        p = np.interp(self.predict_raw(X), self.calibrator_.X_thresholds_, self.calibrator_.y_thresholds_)
+        raw = self.predict_raw_matrix(x)
+        p = np.interp(raw, self.calibrator_.X_thresholds_, self.calibrator_.y_thresholds_)
         return np.clip(p, *PROBABILITY_RANGE)
 
     def importance(self) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The official BigQuery client against the embedded emulator: contract tables, loads, the atomic replace."""
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -137,3 +138,19 @@ def test_read_query_over_storage_api_equals_rest(bq_client, cfg):
     assert fast[["customer_id", "contact", "send_at"]].equals(rest[["customer_id", "contact", "send_at"]])
     assert [list(x) for x in fast["reason_codes"]] == [list(x) for x in rest["reason_codes"]]
     assert [t.table_id for t in bq_client.list_tables(cfg.staging_dataset)] == []
+
+
+def test_read_query_chunks_buckets_rows_by_id_hash_each_sorted(bq_client, cfg, tmp_path):
+    from retention import hashing
+    from retention.infra import parquet
+
+    sql = "SELECT CONCAT('id', CAST(i AS STRING)) AS customer_id, i AS n FROM UNNEST(GENERATE_ARRAY(1, 40)) AS i"
+    sizes = bq.read_query_chunks(bq_client, cfg, sql, "chunks_test", tmp_path / "out.parquet", 4, "customer_id")
+    chunks = list(parquet.row_groups(tmp_path / "out.parquet"))
+    assert sizes == [len(c) for c in chunks] and sum(sizes) == 40 and len(chunks) == 4
+    for b, chunk in enumerate(chunks):
+        assert chunk["customer_id"].is_monotonic_increasing
+        assert ((hashing.stable_hash(chunk["customer_id"]) >> np.uint64(32)) % np.uint64(4) == b).all()
+        assert (chunk["n"] == chunk["customer_id"].str[2:].astype(int)).all()
+    assert sorted(pd.concat(chunks)["n"]) == list(range(1, 40 + 1))
+    assert not (tmp_path / ".out.buckets").exists()

@@ -96,3 +96,13 @@ def test_predict_uses_fitted_column_order_and_empty_batches(toy):
     model = CalibratedXGB(n_estimators=5, random_state=1).fit(X[:300], y[:300], X[300:], y[300:])
     np.testing.assert_allclose(model.predict_proba(X[["b", "a"]]), model.predict_proba(X))
     assert model.predict_proba(X.iloc[:0]).shape == (0,)
+
+
+def test_predict_raw_is_the_xgboost_classifier_probability_at_the_best_iteration(toy):
+    X, y = toy
+    model = CalibratedXGB(n_estimators=200, learning_rate=0.3, early_stopping_rounds=3, random_state=1).fit(
+        X[:300], y[:300], X[300:], y[300:])
+    assert model.best_iteration_ + 1 < 200  # stopped early: the trees past it must not count
+    np.testing.assert_array_equal(model.predict_raw(X), model.booster_.predict_proba(X)[:, 1])
+    every_tree = model.booster_.get_booster().inplace_predict(X.to_numpy(np.float32))
+    assert not np.array_equal(model.predict_raw(X), every_tree)

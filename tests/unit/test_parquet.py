@@ -51,3 +51,35 @@ def test_empty_chunks_before_the_first_rows_keep_their_row_groups_and_take_its_t
         out.write(pd.DataFrame({"customer_id": pd.Series(["b"], dtype="str"), "reason_codes": [["tenure_months"]]}))
     assert parquet.group_sizes(path) == [0, 1, 1]
     assert [list(v) for v in pd.read_parquet(path)["reason_codes"]] == [[], ["tenure_months"]]
+
+
+def test_pages_are_gathered_in_order_into_tables_of_at_least_the_asked_rows():
+    import pyarrow as pa
+
+    from retention.infra import bq
+
+    batches = [pa.record_batch({"n": list(range(s, s + size))}) for s, size in ((0, 2), (2, 3), (5, 1), (6, 4))]
+    got = [t.column("n").to_pylist() for t in bq.gathered(batches, 4)]
+    assert got == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert [t.num_rows for t in bq.gathered(batches, 100)] == [10]
+    assert list(bq.gathered([], 4)) == []
+
+
+def test_spilled_rows_go_to_their_ids_bucket_in_arrival_order(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    from retention import hashing
+    from retention.infra import bq
+
+    ids = [f"c{i}" for i in range(60)]
+    parts = [parquet.ChunkWriter(tmp_path / f"{b}.parquet") for b in range(5)]
+    for start in range(0, 60, 25):  # three spills: each bucket's file gets a row group from each
+        bq.spill_by_bucket(pa.table({"customer_id": ids[start:start + 25], "n": range(start, min(start + 25, 60))}),
+                           parts)
+    for part in parts:
+        part.close()
+    bucket = (hashing.stable_hash(pd.Series(ids)) >> np.uint64(32)) % np.uint64(5)
+    for b, part in enumerate(parts):
+        got = pd.read_parquet(part.path)
+        assert got["n"].tolist() == [i for i in range(60) if bucket[i] == b]  # every row once, in arrival order

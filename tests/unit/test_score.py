@@ -7,7 +7,8 @@ import xgboost as xgb
 from retention.scoring.accept import MONOTONE, AcceptModel
 from retention.scoring.calibration import split_80_10_10
 from retention.config import Config
-from retention.scoring.features import accept_features, bank_mapped, bank_offer_level, read_bank, risk_features
+from retention.scoring.features import (accept_features, bank_mapped, bank_offer_level, customer_mapped, read_bank,
+                                        risk_features)
 from retention.scoring.risk import RiskModel
 from retention.scoring.score import explain, score
 from retention.datasets.telco import FLAGS, read_telco
@@ -75,15 +76,24 @@ def test_reason_codes_only_where_asked_and_equal_to_scoring_them_all(models):
 def test_score_is_one_batched_predict_per_offer_level(models, monkeypatch):
     risk, accept = models
     calls = []
-    original = AcceptModel.predict_proba
+    original = AcceptModel.predict_proba_matrix
 
-    def counting(self, X):
-        calls.append(len(X))
-        return original(self, X)
+    def counting(self, x):
+        calls.append((len(x), x[0, self.features_.index("offer_level")]))
+        return original(self, x)
 
-    monkeypatch.setattr(AcceptModel, "predict_proba", counting)
+    monkeypatch.setattr(AcceptModel, "predict_proba_matrix", counting)
     score(day_frame(), risk, accept, "2026-11-24")
-    assert calls == [3, 3, 3, 3]
+    assert calls == [(3, 0.0), (3, 1.0), (3, 2.0), (3, 3.0)]
+
+
+def test_accept_levels_equal_scoring_each_level_on_its_own(models):
+    _, accept = models
+    day = day_frame()
+    levels = accept.predict_levels(day, "2026-11-24")
+    for level in range(4):
+        alone = accept.predict_proba(accept_features(customer_mapped(day, "2026-11-24", level)))
+        np.testing.assert_array_equal(levels[f"accept_prob_{level}"].to_numpy(), alone)
 
 
 def test_scoring_in_chunks_gives_the_same_frame_as_one_batch(models):
