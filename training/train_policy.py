@@ -142,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     profile = PROFILES[args.profile]
     cfg = load_config({"artifact_root": args.artifact_root, "data_dir": args.data_dir})
+    if cfg.use_uplift:
+        # the simulated days carry no uplift_0..3 (no customer of the simulator has outcomes to learn them from);
+        # the policy observes risk, acceptance and contact history only, so the same network ranks the uplift
+        # model's offer values at plan time
+        log.info("use_uplift is on: the simulator values offers with the plan's own model (rules.churn_lift); "
+                 "the daily plan will value them with the uplift champion")
+        cfg = dataclasses.replace(cfg, use_uplift=False)
     risk_dir = args.risk_model or champion_dir(args.artifact_root, "risk")
     accept_dir = args.accept_model or champion_dir(args.artifact_root, "accept")
 

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from retention.deciding.decide import decide_plan
 from retention.deciding import rules
@@ -47,9 +48,12 @@ def test_train_policy_tiny_writes_evaluates_gates_and_promotes(tmp_path, tiny_mo
     assert len(log) == 2 and log["pg_loss"].notna().all() and (log["lambda_cooldown"] >= 0).all()
     assert "greedy_ev" in (version / "evaluation.txt").read_text()
 
-    # --no-promote only reports
+    # --no-promote only reports; with use_uplift on (the simulated days have no uplift scores) it trains too
     champion = (tmp_path / "models" / "policy" / "champion.json").read_text()
     assert train_policy.main(args + ["--no-promote", "--iterations", "1"]) == 0
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RETENTION_USE_UPLIFT", "1")
+        assert train_policy.main(args + ["--no-promote", "--iterations", "1"]) == 0
     assert (tmp_path / "models" / "policy" / "champion.json").read_text() == champion
 
     # the saved network plans a real scored day: rules held, holdout untouched, propensities logged

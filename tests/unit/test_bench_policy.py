@@ -33,3 +33,13 @@ def test_forward_ratio_against_the_bare_mlp():
     # the same shape: the policy network is the bare MLP with its last layer split in three heads, plus the critic
     critic = 16 + 1
     assert sum(p.numel() for p in bare_mlp(16).parameters()) == sum(p.numel() for p in Agent(16).parameters()) - critic
+
+
+def test_a_repeated_stage_keeps_its_fastest_time_and_its_highest_peak():
+    from bench.scale import fastest
+
+    runs = [{"stage": "decide", "seconds": 3.0, "peak_rss_mb": 900.0, "emulator_peak_rss_mb": 10.0},
+            {"stage": "decide", "seconds": 2.5, "peak_rss_mb": 800.0, "emulator_peak_rss_mb": 30.0}]
+    assert fastest(runs) == {"stage": "decide", "seconds": 2.5, "seconds_each": [3.0, 2.5], "peak_rss_mb": 900.0,
+                             "emulator_peak_rss_mb": 30.0}
+    assert fastest(runs[:1]) == runs[0]
