@@ -95,21 +95,25 @@ def slopes(records: list[dict]) -> dict[str, float]:
             for stage, pts in by_stage.items() if len({p[0] for p in pts}) > 1}
 
 
-def plot(records: list[dict], fitted: dict[str, float], path) -> None:
+def plot(records: list[dict], fitted: dict[str, float], path, upper: dict[str, float] | None = None) -> None:
+    """Seconds per stage against customers, log-log; each legend entry gives the stage's fitted slope over every
+    scale and, with `upper`, its slope from SLOPE_FROM up (the target's)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(9.5, 5))
     ax.set_prop_cycle(color=plt.cm.tab20.colors)  # a colour per stage (the default cycle repeats after ten)
     for stage, slope in fitted.items():
         pts = sorted((r["scale"], r["seconds"]) for r in records if r["stage"] == stage)
-        ax.loglog(*zip(*pts), marker="o", label=f"{stage} (slope {slope:.2f})")
+        label = f"{stage} (slope {slope:.2f}" + (f"; {SLOPE_FROM / 1e6:g}M up {upper[stage]:.2f}"
+                                                 if upper and stage in upper else "") + ")"
+        ax.loglog(*zip(*pts), marker="o", label=label)
     ax.set_xlabel("customers")
     ax.set_ylabel("seconds")
-    ax.set_title("Daily plan: time per stage")
+    ax.set_title(f"Daily plan: time per stage (target: slope <= {MAX_SLOPE} from {SLOPE_FROM / 1e6:g}M up)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     ratio_records = run_ratios(cfg, args.ratio_rows, args.ds, args.decide_rows)
     out_dir = cfg.artifacts / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot(records, fitted, out_dir / "scaling.png")
+    plot(records, fitted, out_dir / "scaling.png", upper)
     (out_dir / "latest.json").write_text(json.dumps(
         {"stages": records, "ratios": ratio_records, "slopes": fitted, "slopes_from_1m": upper}, indent=1))
     print(table(records))

@@ -43,3 +43,16 @@ def test_a_repeated_stage_keeps_its_fastest_time_and_its_highest_peak():
     assert fastest(runs) == {"stage": "decide", "seconds": 2.5, "seconds_each": [3.0, 2.5], "peak_rss_mb": 900.0,
                              "emulator_peak_rss_mb": 30.0}
     assert fastest(runs[:1]) == runs[0]
+
+
+def test_slopes_from_the_records_and_the_plot_that_shows_both(tmp_path):
+    from bench.__main__ import plot, slopes
+
+    records = [{"stage": "linear", "scale": n, "seconds": n / 1e5} for n in (100_000, 1_000_000, 10_000_000)]
+    records += [{"stage": "square", "scale": n, "seconds": (n / 1e6) ** 2} for n in (1_000_000, 10_000_000)]
+    records += [{"stage": "one_scale", "scale": 1_000_000, "seconds": 1.0}]
+    fitted = slopes(records)
+    assert fitted == {"linear": 1.0, "square": 2.0}
+    upper = slopes([r for r in records if r["scale"] >= 1_000_000])
+    plot(records, fitted, tmp_path / "scaling.png", upper)
+    assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
