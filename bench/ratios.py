@@ -45,8 +45,8 @@ def score_vs_raw(cfg: Config, day: pd.DataFrame, ds: dt.date) -> list[dict]:
     score with reason codes for everyone against the sum of both limits (what the online path pays per customer).
     """
     risk, accept = RiskModel.load(cfg.model_dir("risk")), AcceptModel.load(cfg.model_dir("accept"))
-    x_risk = risk_features(day)[risk.features_].to_numpy(np.float32)
-    x_accept = [accept_features(customer_mapped(day, ds, k))[accept.features_].to_numpy(np.float32) for k in range(4)]
+    x_risk = risk.matrix(risk_features(day))
+    x_accept = [accept.matrix(accept_features(customer_mapped(day, ds, k))) for k in range(4)]
     rb, ab = risk.booster_.get_booster(), accept.booster_.get_booster()
     trees = (0, risk.best_iteration_ + 1)
 

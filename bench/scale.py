@@ -99,7 +99,8 @@ def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset(),
     """Every stage of one day at scale n: rows, seconds, rows/s, peak RSS; with shards > 1 also the sharded path.
     repeat: run the day that many times (a new run id each, the same seeded day) and keep each stage's fastest
     time (`seconds_each` lists them all) and its highest peak; end_to_end is the fastest whole run.
-    emit: print each record as one JSON line as soon as it is measured (a later failure keeps the earlier ones)."""
+    emit: print each record as one JSON line: the seeding's at once, the stages' when every run of the day has
+    ended (a failed run prints the stages it measured before it failed, so a failure keeps the earlier ones)."""
     cfg = load_config({"dataset": "bench", "daily_budget": round(DEMO_BUDGET_PER_CUSTOMER * n, 2)})
     emu = emulator.pid(emulator.for_config(cfg)) if cfg.is_local_bq else None
     records: list[dict] = []
@@ -114,10 +115,15 @@ def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset(),
                 print(json.dumps(r), flush=True)
 
     done(seed_bench(cfg, n, dt.date.fromisoformat(ds), emu))
-    runs = []
+    runs: list[list[dict]] = []
     for attempt in range(repeat):
         run_id = f"bench__{n}__{int(time.time())}" + (f"__{attempt}" if repeat > 1 else "")
-        runs.append(day_stages(cfg, ds, run_id, n, emu, profile if attempt == 0 else frozenset()))
+        runs.append([])
+        try:
+            day_stages(cfg, ds, run_id, n, emu, profile if attempt == 0 else frozenset(), runs[-1])
+        except BaseException:
+            done(*runs[-1])  # the stages measured before the failure
+            raise
     staged = [fastest(list(each)) for each in zip(*runs)]
     total = {"stage": "end_to_end", "rows": n, "seconds": min(sum(r["seconds"] for r in one) for one in runs),
              "peak_rss_mb": max(r["peak_rss_mb"] for r in staged)}
@@ -129,9 +135,10 @@ def run(n: int, ds: str, shards: int = 1, profile: frozenset[str] = frozenset(),
     return records
 
 
-def day_stages(cfg, ds: str, run_id: str, n: int, emu: int | None, profile: frozenset[str]) -> list[dict]:
-    """One run of the day's stages: a record per stage."""
-    records, report_uri = [], ""
+def day_stages(cfg, ds: str, run_id: str, n: int, emu: int | None, profile: frozenset[str],
+               records: list[dict]) -> None:
+    """One run of the day's stages: a record per stage appended to `records` as each one ends."""
+    report_uri = ""
     for stage in STAGES:
         record: dict = {"stage": stage}
         with timed(record, other=emu), profiled(cfg, stage, n, profile):
@@ -143,7 +150,6 @@ def day_stages(cfg, ds: str, run_id: str, n: int, emu: int | None, profile: froz
         report_uri = out.get("report_uri", report_uri)
         record["rows"] = n
         records.append(record)
-    return records
 
 
 def fastest(runs: list[dict]) -> dict:
